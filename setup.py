@@ -1,0 +1,44 @@
+"""Packaging for pc_transformers: procedure cloning for the Hugging Face ecosystem."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+
+setup(
+    name="pc-transformers",
+    version="0.1.0",
+    description="Procedure cloning (Yang et al., NeurIPS 2022) as transformers models, datasets and gymnasium envs",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["pc_transformers", "pc_transformers.*"]),
+    # Tokenizer assets live at the repo root in tokenizers/ (never a Python package: it would shadow the real
+    # `tokenizers` library); they are shipped inside the wheel under pc_transformers/_assets via data_files-free
+    # lookup, see pc_transformers.tokenization_pc.asset_path.
+    include_package_data=True,
+    install_requires=[
+        "torch>=2.4",
+        "transformers>=5,<6",
+        "tokenizers>=0.22",
+        "datasets>=4",
+        "accelerate>=1.0",
+        "safetensors>=0.4",
+        "huggingface-hub>=1.0",
+        "gymnasium>=1.0",
+        "numpy>=1.26",
+        "pyyaml>=6",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "scipy>=1.11", "networkx>=3.2"],
+        "minatar": ["minatar>=1.0.15"],
+    },
+    entry_points={"console_scripts": ["pc-transformers=pc_transformers.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
