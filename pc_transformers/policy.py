@@ -1,0 +1,198 @@
+"""PCPolicy: a trained model and its tokenizer, acting in gymnasium maze environments.
+
+``policy.act(obs)`` takes one observation ``(3, H, W)`` or a batch ``(B, 3, H, W)`` (channels wall, goal, agent, as
+`MazeEnv` returns them) and returns the action(s) and one info dict per environment:
+
+* ``procedure``: the generated procedure decoded back into a record (`BFSMapsRecord`, `BFSTraceRecord`) when
+  ``return_procedure=True`` and it parses; otherwise None.
+* ``fallback``: True when the model gave no valid action (the procedure ran past ``max_procedure_steps``, stalled, or
+  did not parse). The action is then drawn uniformly at random from the policy's seeded generator, as the paper's code
+  does when the agent's cell is never labelled; the episode never crashes.
+* ``forward_passes``: model passes spent on this decision (0 when the procedure cache answered).
+* ``cached``: True when the procedure cache answered.
+
+**Procedure cache** (grid PC only, on by default). Goal-rooted BFS maps do not depend on the agent, so while the
+maze is unchanged a policy may reuse the maps it generated earlier in the episode: if the agent's new cell is already
+labelled in the last generated map, the action is the model's readout there, and no pass is needed. This is the
+episode-level analogue of the KV cache. Call ``reset()`` (or pass ``reset_mask``) at episode boundaries.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM
+
+from .configuration_pc import PCConfig
+from .grid import NUM_ACTIONS
+from .modeling_pc import UNREACHED_VALUE, PCForProcedureCloning
+from .procedures import BFSMapsRecord
+from .tokenization_pc import PCTokenizer
+
+POLICY_CONFIG_NAME = "policy_config.json"
+
+
+@dataclass
+class PolicyConfig:
+    """Args:
+    procedure_cache: reuse generated maps within an episode (grid PC only).
+    max_procedure_steps: override the model's limit (None: the config's).
+    seed: seeds the fallback actions.
+    """
+
+    procedure_cache: bool = True
+    max_procedure_steps: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class _CacheEntry:
+    key: bytes
+    last_map: np.ndarray  # (H, W) int8, the last generated map
+    action_map: np.ndarray  # (H, W) the model's action readout at each cell of that map
+
+
+class PCPolicy:
+    """Wraps `PCForProcedureCloning` and `PCTokenizer` for gymnasium; batched over environments."""
+
+    def __init__(self, model: PCForProcedureCloning, tokenizer: PCTokenizer, config: PolicyConfig | None = None,
+                 **kwargs):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = config or PolicyConfig(**kwargs)
+        self.rng = np.random.default_rng(self.config.seed)
+        self._cache: dict[int, _CacheEntry] = {}
+        cfg: PCConfig = model.config
+        self.uses_procedure_cache = self.config.procedure_cache and cfg.is_grid and cfg.objective == "pc"
+
+    # ---------------------------------------------------------------------------------------------- persistence
+    def save_pretrained(self, path) -> None:
+        path = Path(path)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        (path / POLICY_CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2))
+
+    @classmethod
+    def from_pretrained(cls, path, **kwargs) -> "PCPolicy":
+        """Load model, tokenizer and (if saved) the policy config; ``kwargs`` override policy-config fields."""
+        model = AutoModelForCausalLM.from_pretrained(path)
+        tokenizer = PCTokenizer.from_pretrained(path)
+        config_file = Path(path) / POLICY_CONFIG_NAME
+        fields = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        return cls(model, tokenizer, PolicyConfig(**{**fields, **kwargs}))
+
+    def reset(self, index: int | None = None) -> None:
+        """Forget the procedure cache (of one environment, or all)."""
+        if index is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(index, None)
+
+    # ----------------------------------------------------------------------------------------------------- acting
+    @torch.no_grad()
+    def act(self, obs, return_procedure: bool = False, env_ids=None):
+        """Action(s) for one observation ``(3, H, W)`` or a batch ``(B, 3, H, W)``; returns ``(action, info)``.
+
+        Args:
+            return_procedure: also decode the generated procedure into a record (``info["procedure"]``).
+            env_ids: one key per observation for the procedure cache (default: the batch index), so a caller may
+                pass any subset of its environments.
+        """
+        obs = np.asarray(obs)
+        single = obs.ndim == 3
+        batch = obs[None] if single else obs
+        cfg: PCConfig = self.model.config
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise ValueError(f"observations must be (3, H, W) or (B, 3, H, W) grids, got shape {obs.shape}")
+        if batch.shape[2:] != (cfg.grid_size, cfg.grid_size):
+            raise ValueError(f"observation grid {batch.shape[2:]} does not match the model's grid_size="
+                             f"{cfg.grid_size}")
+        states = [self._read_obs(o) for o in batch]
+        keys = list(range(len(states))) if env_ids is None else [int(k) for k in env_ids]
+        if len(keys) != len(states):
+            raise ValueError(f"env_ids has {len(keys)} entries for {len(states)} observations")
+        actions = np.zeros(len(states), dtype=np.int64)
+        infos = [dict(procedure=None, fallback=False, forward_passes=0, cached=False) for _ in states]
+
+        todo = []
+        for i, (walls, goal, agent) in enumerate(states):
+            entry = self._cache.get(keys[i]) if self.uses_procedure_cache else None
+            if entry is not None and entry.key == _maze_key(walls, goal) and entry.last_map[agent] < UNREACHED_VALUE:
+                actions[i] = entry.action_map[agent]
+                infos[i]["cached"] = True
+            else:
+                todo.append(i)
+        if todo:
+            if cfg.is_grid:
+                self._act_grid(states, todo, actions, infos, return_procedure, keys)
+            else:
+                self._act_text(states, todo, actions, infos, return_procedure)
+        for i in range(len(states)):
+            if not 0 <= actions[i] < NUM_ACTIONS:
+                actions[i] = self.rng.integers(NUM_ACTIONS)
+                infos[i]["fallback"] = True
+        return (int(actions[0]), infos[0]) if single else (actions, infos)
+
+    def _prompt(self, walls, goal, agent) -> list[str]:
+        cfg: PCConfig = self.model.config
+        tail = "<proc>" if cfg.objective == "pc" else "<act>"
+        return ["<s>", *self.tokenizer.state_tokens(walls, goal, agent), tail]
+
+    def _prompts(self, states, todo) -> torch.Tensor:
+        ids = [self.tokenizer.strict_ids(self._prompt(*states[i])) for i in todo]
+        return torch.tensor(ids, dtype=torch.long, device=self.model.device)
+
+    def _act_grid(self, states, todo, actions, infos, return_procedure, keys):
+        out = self.model.generate_grid(self._prompts(states, todo),
+                                       max_procedure_steps=self.config.max_procedure_steps)
+        for j, i in enumerate(todo):
+            walls, goal, agent = states[i]
+            action = int(out.actions[j]) if bool(out.valid[j]) else -1
+            actions[i] = action
+            infos[i]["forward_passes"] = out.forward_passes
+            if out.maps is None:  # BC-style: no procedure
+                continue
+            maps = out.maps[j, : int(out.num_maps[j])].cpu().numpy()
+            if self.uses_procedure_cache and action >= 0:
+                self._cache[keys[i]] = _CacheEntry(_maze_key(walls, goal), maps[-1], out.action_map[j].cpu().numpy())
+            if return_procedure and action >= 0:
+                infos[i]["procedure"] = BFSMapsRecord(maps=maps, action=action)
+
+    def _act_text(self, states, todo, actions, infos, return_procedure):
+        cfg: PCConfig = self.model.config
+        prompts = self._prompts(states, todo)
+        budget = 2 if cfg.objective != "pc" else cfg.max_procedure_steps + 3
+        if self.config.max_procedure_steps is not None and cfg.objective == "pc":
+            budget = self.config.max_procedure_steps + 3
+        sequences = self.model.generate(
+            prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=budget, do_sample=False,
+            eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id,
+        )
+        for j, i in enumerate(todo):
+            walls = states[i][0]
+            infos[i]["forward_passes"] = sequences.shape[1] - prompts.shape[1]
+            try:
+                parsed = self.tokenizer.parse(sequences[j].tolist(), grid_shape=walls.shape)
+            except ValueError:
+                actions[i] = -1
+                continue
+            actions[i] = parsed.action
+            if return_procedure:
+                infos[i]["procedure"] = parsed.record
+
+    @staticmethod
+    def _read_obs(obs: np.ndarray):
+        walls = obs[0].astype(bool)
+        goals, agents = np.argwhere(obs[1]), np.argwhere(obs[2])
+        if len(goals) != 1 or len(agents) != 1:
+            raise ValueError(f"an observation needs exactly one goal and one agent cell, got {len(goals)} and "
+                             f"{len(agents)}")
+        return walls, tuple(int(c) for c in goals[0]), tuple(int(c) for c in agents[0])
+
+
+def _maze_key(walls: np.ndarray, goal) -> bytes:
+    return np.packbits(walls).tobytes() + bytes(goal)
