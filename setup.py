@@ -15,10 +15,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["pc_transformers", "pc_transformers.*"]),
-    # Tokenizer assets live at the repo root in tokenizers/ (never a Python package: it would shadow the real
-    # `tokenizers` library); they are shipped inside the wheel under pc_transformers/_assets via data_files-free
-    # lookup, see pc_transformers.tokenization_pc.asset_path.
-    include_package_data=True,
+    # The tokenizer assets in tokenizers/ (never a Python package: it would shadow the real `tokenizers` library)
+    # are not needed at run time: PCTokenizer.for_maze builds the same vocabulary in code, and
+    # recipes/make_tokenizers.py writes the assets from it.
     install_requires=[
         "torch>=2.4",
         "transformers>=5,<6",

@@ -37,8 +37,11 @@ One vocabulary (``build_maze_vocab``) serves every maze format, so one model fam
 the format is recorded in ``tokenizer_config.json`` as ``procedure_format``. The assets in the repository's
 ``tokenizers/`` folder are written by ``recipes/make_tokenizers.py`` from this module, never edited by hand.
 
-A user-defined procedure plugs in by serializing its record with tokens of this vocabulary (or a vocabulary built the
-same way) between ``<proc>`` and ``<act>``: see ``pc_transformers.procedures.base``.
+A user-defined procedure plugs in through a small protocol: its record implements ``to_tokens() -> list[str]`` (the
+tokens between ``<proc>`` and ``<act>``) and a classmethod ``from_tokens(tokens, grid_shape, action) -> record``; its
+`Procedure` is registered (``pc_transformers.procedures.register_procedure``) under the format name; and the
+tokenizer is built with the extra words it needs, ``PCTokenizer.for_maze(name, extra_tokens=[...])``. Such formats
+are decoded token by token.
 
 This file is shipped as remote code with a checkpoint: it imports numpy, tokenizers and transformers only; the
 procedure records it reads and writes come from the ``pc_transformers`` package, imported when first needed.
@@ -75,12 +78,17 @@ DEFAULT_MAX_GRID_SIZE = 64
 assert MAP_TOKENS[UNREACHED] == "_" and MAP_TOKENS[GOAL] == "*"
 
 
-def build_maze_vocab(max_grid_size: int = DEFAULT_MAX_GRID_SIZE) -> dict[str, int]:
-    """The closed maze vocabulary: special tokens first, then state, map, action and coordinate tokens."""
+def build_maze_vocab(max_grid_size: int = DEFAULT_MAX_GRID_SIZE, extra_tokens=()) -> dict[str, int]:
+    """The closed maze vocabulary: special tokens first, then state, map, action and coordinate tokens, then any
+    ``extra_tokens`` a user-defined procedure needs (appended, so the built-in ids never move)."""
     if not isinstance(max_grid_size, int) or max_grid_size < 1:
         raise ValueError(f"max_grid_size must be a positive int, got {max_grid_size!r}")
     tokens = [*SPECIAL_TOKENS, *STATE_TOKENS, *MAP_TOKENS, *ACTION_TOKENS]
     tokens += [f"x{i}" for i in range(max_grid_size)] + [f"y{i}" for i in range(max_grid_size)]
+    for token in extra_tokens:
+        if not isinstance(token, str) or not token or any(c.isspace() for c in token) or token in tokens:
+            raise ValueError(f"extra token {token!r} must be a new non-empty word without whitespace")
+        tokens.append(token)
     return {token: i for i, token in enumerate(tokens)}
 
 
@@ -114,11 +122,17 @@ class PCTokenizer(PreTrainedTokenizerFast):
 
     # ----------------------------------------------------------------------------------------------------- building
     @classmethod
-    def for_maze(cls, procedure_format: str = "bfs_maps", max_grid_size: int = DEFAULT_MAX_GRID_SIZE) -> "PCTokenizer":
-        """A tokenizer over the maze vocabulary, recording ``procedure_format`` in its config."""
-        if procedure_format not in PROCEDURE_FORMATS:
-            raise ValueError(f"procedure_format must be one of {PROCEDURE_FORMATS}, got {procedure_format!r}")
-        backend = Tokenizer(models.WordLevel(build_maze_vocab(max_grid_size), unk_token=UNK))
+    def for_maze(cls, procedure_format: str = "bfs_maps", max_grid_size: int = DEFAULT_MAX_GRID_SIZE,
+                 extra_tokens=()) -> "PCTokenizer":
+        """A tokenizer over the maze vocabulary, recording ``procedure_format`` in its config.
+
+        ``procedure_format`` is a built-in format or a user-defined one registered with
+        ``pc_transformers.procedures.register_procedure``; ``extra_tokens`` extends the vocabulary for it.
+        """
+        if procedure_format not in PROCEDURE_FORMATS and not _is_registered(procedure_format):
+            raise ValueError(f"procedure_format must be one of {PROCEDURE_FORMATS} or a registered procedure, "
+                             f"got {procedure_format!r}")
+        backend = Tokenizer(models.WordLevel(build_maze_vocab(max_grid_size, extra_tokens), unk_token=UNK))
         backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
         return cls(
             tokenizer_object=backend,
@@ -192,7 +206,10 @@ class PCTokenizer(PreTrainedTokenizerFast):
         if isinstance(record, BFSTraceRecord):
             out = [tok for x, y in record.visited for tok in (f"x{x}", f"y{y}")]
             return out + [PATH] + [ACTION_TOKENS[a] for a in record.path]
-        raise TypeError(f"no token grammar for a procedure record of type {type(record).__name__}")
+        if hasattr(record, "to_tokens"):  # a user-defined procedure (see the module docstring)
+            return list(record.to_tokens())
+        raise TypeError(f"no token grammar for a procedure record of type {type(record).__name__}: give it a "
+                        f"to_tokens() method")
 
     def example_tokens(self, walls, goal, agent, record=None, action: int | None = None) -> list[str]:
         """The whole sequence for one decision. With ``record=None`` (BC) the action must be given."""
@@ -233,8 +250,9 @@ class PCTokenizer(PreTrainedTokenizerFast):
         """
         tokens = self._to_tokens(sequence)
         fmt = procedure_format or self.procedure_format
-        if fmt not in PROCEDURE_FORMATS:
-            raise ValueError(f"procedure_format must be one of {PROCEDURE_FORMATS}, got {fmt!r}")
+        if fmt not in PROCEDURE_FORMATS and not _is_registered(fmt):
+            raise ValueError(f"procedure_format must be one of {PROCEDURE_FORMATS} or a registered procedure, "
+                             f"got {fmt!r}")
         while tokens and tokens[-1] == PAD:
             tokens.pop()
         start = next((i for i, t in enumerate(tokens) if t != PAD), len(tokens))
@@ -277,7 +295,11 @@ class PCTokenizer(PreTrainedTokenizerFast):
             return self._parse_maps(tokens, tuple(grid_shape), action)
         if fmt == "bfs_trace":
             return self._parse_trace(tokens, tuple(grid_shape), action)
-        raise ValueError(f"procedure_format must be one of {PROCEDURE_FORMATS}, got {fmt!r}")
+        if _is_registered(fmt):
+            from pc_transformers.procedures import get_procedure
+
+            return get_procedure(fmt).record_type.from_tokens(list(tokens), tuple(grid_shape), action)
+        raise ValueError(f"procedure_format must be one of {PROCEDURE_FORMATS} or a registered procedure, got {fmt!r}")
 
     def _parse_maps(self, tokens, shape, action):
         n = shape[0] * shape[1]
@@ -366,3 +388,12 @@ def _records():
         raise ImportError("reading or writing procedure records needs the pc_transformers package: "
                           "pip install pc-transformers") from error
     return BFSMapsRecord, BFSTraceRecord
+
+
+def _is_registered(name: str) -> bool:
+    """True if ``name`` is a procedure registered in pc_transformers (False without the package)."""
+    try:
+        from pc_transformers.procedures import available_procedures
+    except ImportError:
+        return False
+    return name in available_procedures()

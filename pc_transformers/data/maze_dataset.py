@@ -5,7 +5,7 @@ Rows of the same maze and trajectory are consecutive, ``step`` counts within a t
 
 On disk (the layout of a Hub dataset repository, so it can be pushed as is)::
 
-    DIR/README.md                                  dataset card (YAML: configs, dataset_info)
+    DIR/README.md                                  dataset card (YAML: configs, license, tags)
     DIR/data/train-00000-of-00001.parquet          training mazes
     DIR/data/test-00000-of-00001.parquet           held-out mazes (seeds disjoint from training)
 
@@ -25,7 +25,7 @@ from datasets import Array2D, Array3D, ClassLabel, Dataset, DatasetDict, Feature
 from huggingface_hub import DatasetCard, DatasetCardData
 from tqdm.auto import tqdm
 
-from ..envs.maze import MazeEnv, maze_splits
+from ..envs.maze import MazeEnv, make_maze, maze_splits
 from ..grid import ACTION_NAMES
 from ..procedures import BFSMapsRecord, BFSTraceRecord, all_bfs_maps, bfs_trace, record_from_maps
 
@@ -57,11 +57,13 @@ class MazeDataConfig:
     seed: int = 0
 
     def __post_init__(self):
+        # Fail at construction, not at the first maze: make a throwaway maze of this size and wall type.
+        make_maze(self.size, self.wall_type, seed=0)
         if self.procedure_format not in PROCEDURE_COLUMNS:
             raise ValueError(f"procedure_format must be one of {tuple(PROCEDURE_COLUMNS)}, got {self.procedure_format!r}")
         for name in ("train_mazes", "test_mazes", "trajectories", "max_steps"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 0 or (name in ("trajectories", "max_steps") and value == 0):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (name in ("trajectories", "max_steps") and value == 0):
                 raise ValueError(f"{name} must be a {'positive' if name in ('trajectories', 'max_steps') else 'non-negative'} int, got {value!r}")
 
 
@@ -236,9 +238,10 @@ def load_maze_dataset(path) -> DatasetDict:
     data_dir = Path(path) / "data"
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{path} holds no data/ folder; expected a directory written by save_maze_dataset")
-    files = {p.name.split("-")[0]: str(p) for p in sorted(data_dir.glob("*.parquet"))}
-    if not files:
+    shards = {p.name.split("-")[0]: str(p) for p in data_dir.glob("*.parquet")}
+    if not shards:
         raise FileNotFoundError(f"no Parquet shards in {data_dir}")
+    files = {split: shards[split] for split in sorted(shards, key=lambda s: (s != "train", s))}  # train first
     return datasets.load_dataset("parquet", data_files=files)
 
 
