@@ -33,7 +33,8 @@ def evaluate_policy(policy, maze_seeds, size: int = 16, wall_type: str = "tunnel
         seed: seeds the random starts.
 
     Returns:
-        ``success_rate``, ``success_ci95`` (Wilson), ``episodes``, ``mean_length_ratio`` (episode length over the
+        ``success_rate``, ``success_ci95`` (Wilson), ``episodes``, ``decisions`` (environment steps taken),
+        ``mean_length_ratio`` (episode length over the
         expert's shortest distance, successful episodes only), ``fallback_rate``, ``mean_forward_passes`` per
         decision, ``env_steps_per_s``.
     """
@@ -79,6 +80,7 @@ def evaluate_policy(policy, maze_seeds, size: int = 16, wall_type: str = "tunnel
         "success_rate": wins / len(envs),
         "success_ci95": wilson_interval(wins, len(envs)),
         "episodes": len(envs),
+        "decisions": decisions,
         "mean_length_ratio": float(ratio),
         "fallback_rate": fallbacks / max(decisions, 1),
         "mean_forward_passes": passes / max(decisions, 1),

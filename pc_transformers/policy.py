@@ -168,9 +168,21 @@ class PCPolicy:
         budget = 2 if cfg.objective != "pc" else cfg.max_procedure_steps + 3
         if self.config.max_procedure_steps is not None and cfg.objective == "pc":
             budget = self.config.max_procedure_steps + 3
+        act, eos = cfg.act_token_id, cfg.eos_token_id
+        anything, action_ids = list(range(cfg.vocab_size)), list(cfg.action_token_ids)
+
+        def grammar(batch_id, ids):
+            # The action loss is taken over the action tokens only and nothing trains "</s>", so free greedy decoding
+            # after <act> may pick any token and never close the sequence: force "<act> a_k </s>" by the grammar.
+            if ids[-1] == act:
+                return action_ids
+            if len(ids) > 1 and ids[-2] == act:
+                return [eos]
+            return anything
+
         sequences = self.model.generate(
             prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=budget, do_sample=False,
-            eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id,
+            eos_token_id=eos, pad_token_id=cfg.pad_token_id, prefix_allowed_tokens_fn=grammar,
         )
         for j, i in enumerate(todo):
             walls = states[i][0]

@@ -296,9 +296,9 @@ class PCTokenizer(PreTrainedTokenizerFast):
         if fmt == "bfs_trace":
             return self._parse_trace(tokens, tuple(grid_shape), action)
         if _is_registered(fmt):
-            from pc_transformers.procedures import get_procedure
-
-            return get_procedure(fmt).record_type.from_tokens(list(tokens), tuple(grid_shape), action)
+            # Imported inside try (see `_registered_procedure`): transformers' remote-code import check would
+            # otherwise demand the pc_transformers package just to load this tokenizer.
+            return _registered_procedure(fmt).record_type.from_tokens(list(tokens), tuple(grid_shape), action)
         raise ValueError(f"procedure_format must be one of {PROCEDURE_FORMATS} or a registered procedure, got {fmt!r}")
 
     def _parse_maps(self, tokens, shape, action):
@@ -388,6 +388,16 @@ def _records():
         raise ImportError("reading or writing procedure records needs the pc_transformers package: "
                           "pip install pc-transformers") from error
     return BFSMapsRecord, BFSTraceRecord
+
+
+def _registered_procedure(name: str):
+    """The procedure registered in pc_transformers under ``name``."""
+    try:
+        from pc_transformers.procedures import get_procedure
+    except ImportError as error:  # loaded as remote code without the package
+        raise ImportError(f"procedure {name!r} needs the pc_transformers package: "
+                          "pip install pc-transformers") from error
+    return get_procedure(name)
 
 
 def _is_registered(name: str) -> bool:
