@@ -11,11 +11,14 @@ Token layout (grammar: ``tokenization_pc.py``; N = grid_size², M maps)::
     loss      -    -            -       procedure    -       …    -           action -
 
 * **Grid formats** (``bfs_maps``): one procedure step is a whole map. The outputs at the cells of block b predict the
-  cells of block b+1 (the state block predicts map 0), so a step is decoded in one forward pass. Attention is
-  block-causal: a state cell sees the state; a map cell sees the state, its own block and, for the autoregressive
-  factorization, the earlier blocks. Grid cells carry no absolute position (by default): a learned per-head bias indexed
-  by the clipped (Δrow, Δcol) offset and by the relation of the two blocks makes the computation
-  translation-equivariant and local, like BFS itself (REFERENCE.md; the prototype of issue 3).
+  cells of block b+1 (the state block predicts map 0), so a step is decoded in one forward pass. Each map cell is
+  embedded together with the state cell under it (as the paper's convnet stacks the wall/goal channels with the
+  previous map), so maps need no attention to the state block. A map cell attends to the cells within
+  ±``relative_clip`` rows and columns of it, in its own block (Markov) or in its own and all earlier blocks
+  (autoregressive), through a learned per-head bias indexed by the (Δrow, Δcol) offset and the block relation. No
+  absolute position enters, so the step model is local and translation-equivariant like BFS itself (REFERENCE.md;
+  the prototype of issue 3). The state block attends globally (offsets clipped), which BC needs.
+  ``position_encoding="absolute"`` is the ablation: absolute cell embeddings and global attention within blocks.
 * **Text-like formats** (``bfs_trace``): the state is read bidirectionally (a prefix), the procedure tokens are decoded
   token by token, causally, with learned 1D positions.
 * **Action readout**: the logits at ``<act>`` are read at the agent's cell — in the last map for grid PC (the paper reads

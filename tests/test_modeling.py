@@ -780,3 +780,17 @@ def test_error_malformed_cell_tokens(make_config, make_batch, tokenizer, where, 
     match = rf"malformed sequence: position {position} of example 1 must be a {kind} cell"
     with pytest.raises(ValueError, match=match):
         model(ids)
+
+
+def test_bf16_autocast_decodes_like_fp32(overfit):
+    """The dtype path CUDA takes under bf16 autocast, checked on CPU: masks and biases follow the query dtype, and the
+    overfit model decodes the same maps (its margins are large) in bf16 as in fp32."""
+    model = overfit.model
+    fp32 = model.generate_grid(overfit.prompts)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = model.generate_grid(overfit.prompts)
+        out = model(**overfit.batch)
+    assert out.logits.dtype == torch.bfloat16
+    assert torch.isfinite(out.loss)
+    assert torch.equal(fp32.sequences, bf16.sequences)
+    assert torch.equal(fp32.actions, bf16.actions)
