@@ -62,10 +62,12 @@ class PCConfig(PreTrainedConfig):
         attention_dropout / hidden_dropout: dropout probabilities.
         layer_norm_eps: LayerNorm epsilon.
         initializer_range: std of the normal initializer.
-        position_encoding: ``"relative_2d"``: grid cells get a learned per-head attention bias indexed by the clipped
-            (Δrow, Δcol) offset, with no absolute position (translation-equivariant); ``"absolute"``: learned
-            absolute cell embeddings and no offset bias (the ablation).
-        relative_clip: offsets are clipped to ``[-relative_clip, relative_clip]`` in each axis.
+        position_encoding: ``"relative_2d"``: grid cells get a learned per-head attention bias indexed by the
+            (Δrow, Δcol) offset and no absolute position, and map cells attend only within ±``relative_clip`` rows and
+            columns (local and translation-equivariant, like BFS); ``"absolute"``: learned absolute cell embeddings,
+            global attention within the visible maps, and a bias by block relation only (the ablation).
+        relative_clip: the window radius of map cells; the state block attends globally with offsets clipped to
+            ``[-relative_clip, relative_clip]``. At least 1 with ``relative_2d`` (a BFS step needs the neighbours).
         locality_init: initial bias is ``-slope_h * (|Δrow| + |Δcol|)``, slopes spread from ``locality_init / 4``
             to ``locality_init`` over heads; a zero bias learns nothing at the base learning rate.
         max_position_embeddings: longest text-like part (tokens after the state) the model supports.
@@ -140,6 +142,9 @@ class PCConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not isinstance(self.relative_clip, int) or self.relative_clip < 0:
             raise ValueError(f"relative_clip must be a non-negative int, got {self.relative_clip!r}")
+        if self.position_encoding == "relative_2d" and self.relative_clip < 1:
+            raise ValueError(f"relative_clip must be >= 1 with position_encoding='relative_2d' (a map cell must see "
+                             f"its neighbours), got {self.relative_clip}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                              f"({self.num_attention_heads})")

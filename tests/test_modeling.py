@@ -94,6 +94,7 @@ INVALID_CONFIGS = [
     ({"hidden_size": 32.0}, r"hidden_size must be a positive int, got 32.0"),
     ({"grid_size": True}, r"grid_size must be a positive int, got True"),
     ({"relative_clip": -1}, r"relative_clip .*got -1"),
+    ({"relative_clip": 0}, r"relative_clip must be >= 1 .*got 0"),
     ({"objective": "bc", "factorization": "autoregressive"}, r"objective='bc'.*got 'autoregressive'"),
     ({"procedure_format": "bfs_trace", "hide_agent": True}, r"hide_agent=True .*'bfs_trace'"),
     ({"objective": "bc", "hide_agent": True}, r"hide_agent=True .*objective='bc'"),
