@@ -47,8 +47,8 @@ class PCConfig(PreTrainedConfig):
         procedure_format: ``"bfs_maps"`` (grid: one step is a whole map, decoded in parallel) or ``"bfs_trace"``
             (text-like: decoded token by token).
         grid_size: side of the square maze the model reads; every state has ``grid_size**2`` cell tokens.
-        max_procedure_steps: most procedure steps generated before giving up: maps for ``bfs_maps``, tokens for
-            text-like formats.
+        max_procedure_steps: most procedure steps generated before giving up: maps after map 0 for ``bfs_maps``,
+            tokens for text-like formats.
         factorization: ``"markov"``: a procedure step sees the state and the previous step only,
             p(x_l | x_{l-1}, s); ``"autoregressive"``: it sees the state and all earlier steps, p(x_l | x_<l, s).
         objective: ``"pc"`` (procedure then action), ``"bc"`` (state → action only), or ``"aux_bc"`` (BC whose
@@ -71,7 +71,8 @@ class PCConfig(PreTrainedConfig):
         locality_init: initial bias is ``-slope_h * (|Δrow| + |Δcol|)``, slopes spread from ``locality_init / 4``
             to ``locality_init`` over heads; a zero bias learns nothing at the base learning rate.
         max_position_embeddings: longest text-like part (tokens after the state) the model supports.
-        use_cache: return a `DynamicCache` from forward.
+        use_cache: return a `DynamicCache` from forward (text-like and autoregressive grid models; Markov maps need
+            none).
     """
 
     model_type = "procedure_cloning"

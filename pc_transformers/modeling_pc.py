@@ -50,7 +50,7 @@ from .configuration_pc import PCConfig
 
 ROLE_OTHER, ROLE_STATE, ROLE_MAP = 0, 1, 2
 NUM_RELATIONS = 2  # key in the query's own block (the state counts as one), key in an earlier map block
-UNREACHED_VALUE, GOAL_VALUE = 4, 5  # bfs map values (see procedures/bfs_maps.py)
+UNREACHED_VALUE = 4  # bfs map value of a cell not reached yet (see procedures/bfs_maps.py)
 
 
 # --------------------------------------------------------------------------------------------------------- layout
@@ -153,8 +153,8 @@ class WindowPlan:
     Args:
         num_query_blocks: blocks per example in this call.
         query_block: ``(B, nq)`` absolute block index of each query block.
-        key_block_valid: ``(B, nk)`` False for padding blocks.
         key_block: ``(B, nk)`` absolute block index of each key block.
+        key_block_valid: ``(B, nk)`` False for padding blocks.
         autoregressive: keys from earlier blocks are visible too.
     """
 
@@ -275,6 +275,9 @@ class PCAttention(nn.Module):
                 outs.append(out)
                 weights.append(weight)
             return torch.cat(outs, dim=1), (weights if output_attentions else None)
+        if not plan.autoregressive:
+            # Every Markov block sees only itself: one plan (and one mask) serves the whole batch of blocks.
+            plan = WindowPlan(1, plan.query_block[:1], plan.key_block[:1], plan.key_block_valid[:1], False)
         q_xy, k_xy, on_grid, q_cell = _tile_geometry(g, w, q.device)
         tiles = q_xy.shape[0]
         qt = _tiles(q, g, TILE, 0)  # (B, tiles·H, nq·TILE², K)
@@ -286,7 +289,7 @@ class PCAttention(nn.Module):
         same = plan.query_block[:, :, None] == plan.key_block[:, None, :]  # (B, nq, nk)
         visible = same | (plan.autoregressive & (plan.key_block[:, None, :] < plan.query_block[:, :, None]))
         visible = visible & plan.key_block_valid[:, None, :]
-        table = F.pad(self.relative_bias.table, (0, 1))  # (H, R·side² + 1)
+        table = self.relative_bias.table  # (H, R·side²)
         bias_own = table[:, offset].permute(1, 0, 2, 3)  # (tiles, H, TILE², halo²)
         bias_earlier = table[:, side * side + offset].permute(1, 0, 2, 3)
         floor = torch.finfo(q.dtype).min
@@ -294,7 +297,10 @@ class PCAttention(nn.Module):
         bias = torch.where(same[:, None, None, :, None, :, None], bias_own[None, :, :, None, :, None, :],
                            bias_earlier[None, :, :, None, :, None, :])  # (B, tiles, H, nq, TILE², nk, halo²)
         allowed = visible[:, None, None, :, None, :, None] & in_window[None, :, None, None, :, None, :]
-        mask = bias.to(q.dtype).masked_fill(~allowed, floor)
+        # A query with no key at all (a padding cell of a tile, a padding block) would be a row of -inf: NaN in low
+        # precision. Let it see everything; its output is never read.
+        row_empty = ~allowed.any(dim=-1, keepdim=True).any(dim=-2, keepdim=True)
+        mask = bias.to(q.dtype).masked_fill(~(allowed | row_empty), floor)
         if bool((mask == mask[:1]).all()):
             mask = mask[:1]
         mask = mask.reshape(mask.shape[0], tiles * h, nq * TILE * TILE, nk * halo * halo)
@@ -394,8 +400,9 @@ class PCModel(PCPreTrainedModel):
     plus that of the state cell, as the paper's convnet stacks the wall/goal channels with the previous map), so the
     state reaches every step without a separate attention path. A map then only attends within the maps its
     factorization allows: under ``"markov"`` its own block alone, so all blocks of a batch are packed into one
-    ``(num_blocks, N, D)`` batch sharing one ``(1, H, N, N)`` bias; under ``"autoregressive"`` its own and earlier
-    blocks, block-causally, with a `DynamicCache` of cell keys/values. Non-cell tokens (``<s>``, ``<proc>``,
+    ``(num_blocks, N, D)`` batch sharing one mask; under ``"autoregressive"`` its own and earlier blocks,
+    block-causally, with a `DynamicCache` of cell keys/values. With ``relative_2d`` a map cell sees its window only
+    (computed tile by tile, see `PCAttention._windowed`). Non-cell tokens (``<s>``, ``<proc>``,
     ``<step>``, ``<act>``, …) carry no information and attend only to themselves.
 
     Text-like formats: one dense pass over the sequence, the state prefix bidirectional, the rest causal.
@@ -406,8 +413,8 @@ class PCModel(PCPreTrainedModel):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
         # Absolute cell positions: the ablation for grids; text-like procedures name cells by coordinates, so their
         # state cells need them too.
-        self.use_cell_positions = config.position_encoding == "absolute" or not config.is_grid
-        self.embed_cells = nn.Embedding(config.num_cells, config.hidden_size) if self.use_cell_positions else None
+        use_cell_positions = config.position_encoding == "absolute" or not config.is_grid
+        self.embed_cells = nn.Embedding(config.num_cells, config.hidden_size) if use_cell_positions else None
         self.embed_positions = None if config.is_grid else nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.layers = nn.ModuleList(PCDecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -438,7 +445,8 @@ class PCModel(PCPreTrainedModel):
             attention_mask: ``(batch_size, past_length + sequence_length)`` 1 for tokens, 0 for padding. Grid formats
                 read padding from the grammar instead (everything after ``<act>``), so right padding needs no mask.
             position_ids: ``(batch_size, sequence_length)`` absolute positions in the sequence. Default: from
-                ``attention_mask`` (left padding allowed), else ``arange``. Grid formats need them when the call does
+                ``attention_mask`` for text-like formats (left padding allowed), else ``arange``; grid formats read
+                padding from the grammar and need no mask. Grid formats need them when the call does
                 not start at ``<s>`` (decoding map by map).
             state_input_ids: ``(batch_size, grid_size**2)`` the state's cell tokens, needed by grid formats when the
                 call holds maps but not the state.
@@ -689,7 +697,8 @@ class GridDecodeOutput(ModelOutput):
     """Result of decoding a grid procedure.
 
     Args:
-        sequences: ``(batch_size, length)`` the whole token sequence, ``<s> … <act> a_k </s>``, right-padded.
+        sequences: ``(batch_size, length)`` the whole token sequence, ``<s> … <act> a_k </s>``, right-padded; an
+            example without a valid action ends ``<act> </s>`` (no action token: not a training sequence).
         maps: ``(batch_size, num_maps, grid_size, grid_size)`` int8 map values, the last map repeated after an example
             stopped.
         num_maps: ``(batch_size,)`` maps generated per example.
@@ -862,11 +871,11 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
 
         Args:
             input_ids: ``(batch_size, num_cells + 2)`` prompts ``<s> s_1 … s_N <proc>`` (or ``… <act>`` for BC).
-            max_procedure_steps: most maps to generate (default ``config.max_procedure_steps``).
+            max_procedure_steps: most maps generated after map 0 (default ``config.max_procedure_steps``).
             use_cache: feed only the newest map each step (autoregressive: with a `DynamicCache` of the earlier maps'
                 keys/values; Markov: nothing to cache, a map sees only itself and the state under it). ``False``
                 re-runs the whole sequence every step; both give the same tokens.
-            agent_positions: unused unless the prompt has no ``A`` cell: ``(batch_size, 2)`` rows and columns.
+            agent_positions: ``(batch_size, 2)`` rows and columns of the agents; if given, overrides the ``A`` cell.
         """
         if kwargs:
             unknown = sorted(k for k in kwargs if k not in ("attention_mask", "generation_config"))
@@ -899,7 +908,7 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
             actions = logits[:, -1, action_ids].argmax(-1)
             seq = torch.cat([input_ids, action_ids[actions][:, None],
                              torch.full((b, 1), cfg.eos_token_id, device=device)], dim=1)
-            return GridDecodeOutput(sequences=seq, maps=None, num_maps=torch.zeros(b, dtype=torch.long),
+            return GridDecodeOutput(sequences=seq, maps=None, num_maps=torch.zeros(b, dtype=torch.long, device=device),
                                     actions=actions, valid=torch.ones(b, dtype=torch.bool, device=device),
                                     forward_passes=1)
 
@@ -909,6 +918,8 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
         prompt_len = n + 2
         out = self(input_ids, past_key_values=cache, use_cache=cache is not None)
         passes = 1
+        # BC and auxiliary BC read their action in the state (as trained), whatever procedure they also decode.
+        state_actions = out.logits[batch, 1 + agent_cell][:, action_ids].argmax(-1)
         values = out.logits[:, 1 : n + 1][..., map_ids].argmax(-1)  # (B, N) map 0
         maps, blocks = [values], [input_ids]
         done = torch.zeros(b, dtype=torch.bool, device=device)
@@ -947,6 +958,8 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
                 break
             maps.append(torch.where(done[:, None], current, nxt))
         num_maps = torch.where(num_maps == 0, len(maps), num_maps)
+        if cfg.objective != "pc":
+            actions, valid = state_actions, torch.ones_like(valid)
         stacked = torch.stack(maps, 1).view(b, -1, g, g).to(torch.int8)  # (B, M, G, G)
         return GridDecodeOutput(
             sequences=self._grid_sequences(input_ids, stacked, num_maps, actions),

@@ -153,7 +153,8 @@ class PCPolicy:
             walls, goal, agent = states[i]
             action = int(out.actions[j]) if bool(out.valid[j]) else -1
             actions[i] = action
-            infos[i]["forward_passes"] = out.forward_passes
+            # Passes this environment needed: the prompt, then one per map fed (the batch may have run longer).
+            infos[i]["forward_passes"] = 1 if out.maps is None else int(out.num_maps[j]) + 1
             if out.maps is None:  # BC-style: no procedure
                 continue
             maps = out.maps[j, : int(out.num_maps[j])].cpu().numpy()
@@ -165,9 +166,8 @@ class PCPolicy:
     def _act_text(self, states, todo, actions, infos, return_procedure):
         cfg: PCConfig = self.model.config
         prompts = self._prompts(states, todo)
-        budget = 2 if cfg.objective != "pc" else cfg.max_procedure_steps + 3
-        if self.config.max_procedure_steps is not None and cfg.objective == "pc":
-            budget = self.config.max_procedure_steps + 3
+        steps = cfg.max_procedure_steps if self.config.max_procedure_steps is None else self.config.max_procedure_steps
+        budget = steps + 3 if cfg.objective == "pc" else 2
         act, eos = cfg.act_token_id, cfg.eos_token_id
         anything, action_ids = list(range(cfg.vocab_size)), list(cfg.action_token_ids)
 

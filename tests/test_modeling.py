@@ -795,3 +795,20 @@ def test_bf16_autocast_decodes_like_fp32(overfit):
     assert torch.isfinite(out.loss)
     assert torch.equal(fp32.sequences, bf16.sequences)
     assert torch.equal(fp32.actions, bf16.actions)
+
+
+@pytest.mark.parametrize("objective", ["aux_bc", "bc"])
+def test_bc_objectives_read_their_action_in_the_state_whatever_the_prompt(make_config, overfit, objective):
+    """BC and auxiliary BC are trained to read the action at the agent's cell of the state; decoding a procedure first
+    (a ``<proc>`` prompt) must not change the action they return."""
+    torch.manual_seed(1)
+    model = PCForProcedureCloning(make_config(objective=objective)).eval()
+    for p in model.parameters():  # move off the initialization so that actions differ between cells
+        p.data += 0.5 * torch.randn_like(p)
+    proc_prompts = overfit.prompts
+    act_prompts = proc_prompts.clone()
+    act_prompts[:, -1] = model.config.act_token_id
+    with_procedure = model.generate_grid(proc_prompts, max_procedure_steps=3)
+    direct = model.generate_grid(act_prompts)
+    assert with_procedure.valid.all() and direct.valid.all()
+    assert torch.equal(with_procedure.actions, direct.actions)

@@ -29,16 +29,13 @@ def examples_from_row(row: dict, tokenizer, config) -> list[dict]:
     walls, goal, agent = np.asarray(row["walls"], dtype=bool), tuple(row["goal"]), tuple(row["agent"])
     if walls.shape != (config.grid_size, config.grid_size):
         raise ValueError(f"maze of shape {walls.shape} does not fit the model's grid_size={config.grid_size}")
-    if config.objective == "bc":
-        ids = tokenizer.encode_example(walls, goal, agent, action=int(row["action"]))
-        return [{"input_ids": ids, "labels": list(ids)}]
-    record = record_from_row(row, config.procedure_format)
-    ids = tokenizer.encode_example(walls, goal, agent, record)
+    record = None if config.objective == "bc" else record_from_row(row, config.procedure_format)
+    ids = tokenizer.encode_example(walls, goal, agent, record, action=int(row["action"]))
     return [{"input_ids": ids, "labels": list(ids)}]
 
 
 def build_examples(dataset: Dataset, tokenizer, config, num_proc: int | None = None) -> Dataset:
-    """Tokenized training examples (``input_ids``, ``labels``) for ``config``'s objective and factorization."""
+    """Tokenized training examples (``input_ids``, ``labels``) for ``config``'s objective."""
     fmt = procedure_format_of(dataset)
     if config.objective != "bc" and fmt != config.procedure_format:
         raise ValueError(f"the dataset holds {fmt!r} procedures but the model is configured for "
@@ -51,7 +48,7 @@ def build_examples(dataset: Dataset, tokenizer, config, num_proc: int | None = N
 
     return dataset.with_format("numpy").map(
         expand, batched=True, batch_size=64, remove_columns=dataset.column_names, num_proc=num_proc,
-        desc=f"tokenizing ({config.objective}, {config.factorization})",
+        desc=f"tokenizing ({config.objective})",
     ).with_format(None)
 
 
