@@ -66,8 +66,12 @@ class PCPolicy:
         self.config = config or PolicyConfig(**kwargs)
         self.rng = np.random.default_rng(self.config.seed)
         self._cache: dict[int, _CacheEntry] = {}
-        cfg: PCConfig = model.config
-        self.uses_procedure_cache = self.config.procedure_cache and cfg.is_grid and cfg.objective == "pc"
+
+    @property
+    def uses_procedure_cache(self) -> bool:
+        """The cache applies to grid PC only: BC reads one pass, and text procedures depend on the agent."""
+        cfg: PCConfig = self.model.config
+        return self.config.procedure_cache and cfg.is_grid and cfg.objective == "pc"
 
     # ---------------------------------------------------------------------------------------------- persistence
     def save_pretrained(self, path) -> None:

@@ -60,7 +60,6 @@ def main():
         row = {}
         for cache in (True, False):
             policy.config.procedure_cache = cache
-            policy.uses_procedure_cache = cache and policy.model.config.is_grid and policy.model.config.objective == "pc"
             r = rollout_cost(policy, seeds, size, args.wall_type, args.starts, batch_size, args.seed)
             row["cache" if cache else "no_cache"] = r
             print(f"{batch_size:>5} {'on' if cache else 'off':>5} {r['success_rate']:>8.1%} "
