@@ -2,6 +2,7 @@
 
     pc-transformers generate maze --size 16 --wall-type tunnel --train-mazes 5 --trajectories 4 --out data/maze16
     pc-transformers demo --out outputs/demo
+    pc-transformers evaluate outputs/demo/pc --mazes 100 --starts 5
 """
 
 from __future__ import annotations
@@ -40,19 +41,37 @@ def _generate_maze(args) -> None:
     print(f"wrote {counts} expert decisions to {out}")
 
 
+def _field_help(cls) -> dict[str, str]:
+    """``name: text`` lines of a dataclass docstring's ``Args:`` section, for ``--help``."""
+    lines = (cls.__doc__ or "").split("Args:", 1)[-1].splitlines()
+    return {name.strip(): text.strip() for name, _, text in (line.partition(":") for line in lines) if text}
+
+
 def _add_demo(subparsers) -> None:
     from .demo import DemoConfig
 
-    demo = subparsers.add_parser("demo", help="the small end-to-end maze demo: data, PC and BC, unseen mazes")
+    demo = subparsers.add_parser("demo", help="the small end-to-end maze demo: data, PC and BC, unseen mazes",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    helps = _field_help(DemoConfig)
     for field in fields(DemoConfig):
-        demo.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
+        demo.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
+                          help=helps.get(field.name, " "))
+
+
+def _add_evaluate(subparsers) -> None:
+    from .evaluation import add_evaluate_arguments
+
+    evaluate = subparsers.add_parser("evaluate", help="roll a PCPolicy checkpoint out on held-out mazes")
+    add_evaluate_arguments(evaluate)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pc-transformers", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="pc-transformers",
+                                     description="Procedure cloning in mazes: expert data, demo, evaluation.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_generate(subparsers)
     _add_demo(subparsers)
+    _add_evaluate(subparsers)
     args = parser.parse_args(argv)
     try:
         if args.command == "generate":
@@ -62,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
 
             config = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig)})
             print(json.dumps(run_demo(config), indent=2))
+        elif args.command == "evaluate":
+            from .evaluation import format_table, run_evaluation
+
+            options = {k: v for k, v in vars(args).items() if k != "command"}
+            print(format_table(run_evaluation(**options, progress=sys.stderr.isatty())))
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"pc-transformers {args.command}: error: {error}", file=sys.stderr)
         return 2

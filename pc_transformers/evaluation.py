@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import time
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .envs.maze import MazeEnv
+from .envs.maze import MazeEnv, maze_splits, parse_layout
+from .procedures.bfs_maps import bfs_maps
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
@@ -22,7 +26,8 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
 
 
 def evaluate_policy(policy, maze_seeds, size: int = 16, wall_type: str = "tunnel", starts_per_maze: int = 5,
-                    max_steps: int = 100, seed: int = 0, layouts=None, progress: bool = False) -> dict:
+                    max_steps: int = 100, seed: int = 0, layouts=None, progress: bool = False,
+                    procedure_accuracy: bool = False) -> dict:
     """Roll ``policy`` out from ``starts_per_maze`` random starts in each maze, all environments in one batch.
 
     Args:
@@ -31,13 +36,21 @@ def evaluate_policy(policy, maze_seeds, size: int = 16, wall_type: str = "tunnel
         layouts: optional list of external layouts (text or arrays, see `parse_layout`) instead of seeds.
         max_steps: episode cap (the paper: 50-100).
         seed: seeds the random starts.
+        procedure_accuracy: for grid PC policies, also compare every generated procedure (not the ones the
+            procedure cache answered) with the expert's `bfs_maps` for the same state. Off by default: it decodes
+            the procedures and reruns the expert at every decision.
 
     Returns:
         ``success_rate``, ``success_ci95`` (Wilson), ``episodes``, ``decisions`` (environment steps taken),
         ``mean_length_ratio`` (episode length over the
         expert's shortest distance, successful episodes only), ``fallback_rate``, ``mean_forward_passes`` per
-        decision, ``env_steps_per_s``.
+        decision, ``env_steps_per_s``; ``procedure_step_accuracy`` (maps equal to the expert's map at the same
+        level, over ``max(generated, expert)`` maps per decision, so extra or missing maps count as wrong),
+        ``procedure_exact_rate`` (decisions whose whole procedure equals the expert's) and ``procedure_decisions``
+        (decisions compared); the three are None unless ``procedure_accuracy`` applies.
     """
+    cfg = getattr(getattr(policy, "model", None), "config", None)
+    compare = procedure_accuracy and cfg is not None and cfg.is_grid and cfg.objective == "pc"
     if layouts is not None:
         envs = [MazeEnv(layout=layout) for layout in layouts for _ in range(starts_per_maze)]
     else:
@@ -56,13 +69,26 @@ def evaluate_policy(policy, maze_seeds, size: int = 16, wall_type: str = "tunnel
     success = np.zeros(len(envs), dtype=bool)
     length = np.zeros(len(envs), dtype=np.int64)
     decisions = fallbacks = passes = 0
+    compared_decisions = exact_decisions = compared_maps = equal_maps = 0
     policy.reset()
     start = time.perf_counter()
     for _ in tqdm(range(max_steps), desc="rollouts", disable=not progress, leave=False):
         ids = np.flatnonzero(active)
         if len(ids) == 0:
             break
-        actions, infos = policy.act(obs[ids], env_ids=ids)
+        actions, infos = (policy.act(obs[ids], env_ids=ids, return_procedure=True) if compare
+                          else policy.act(obs[ids], env_ids=ids))
+        if compare:
+            for i, info in zip(ids, infos):
+                if info["procedure"] is None or info["cached"]:
+                    continue  # nothing generated for this decision (cache answer or unparsable procedure)
+                generated = info["procedure"].maps  # (L, H, W)
+                expert = bfs_maps(envs[i].walls, envs[i].goal, envs[i].agent).maps  # (L*, H, W)
+                equal = sum(np.array_equal(g, e) for g, e in zip(generated, expert))
+                compared_maps += max(len(generated), len(expert))
+                equal_maps += equal
+                compared_decisions += 1
+                exact_decisions += int(len(generated) == len(expert) == equal)
         decisions += len(ids)
         fallbacks += sum(info["fallback"] for info in infos)
         passes += sum(info["forward_passes"] for info in infos)
@@ -85,4 +111,124 @@ def evaluate_policy(policy, maze_seeds, size: int = 16, wall_type: str = "tunnel
         "fallback_rate": fallbacks / max(decisions, 1),
         "mean_forward_passes": passes / max(decisions, 1),
         "env_steps_per_s": decisions / max(elapsed, 1e-9),
+        "procedure_step_accuracy": equal_maps / compared_maps if compare and compared_maps else None,
+        "procedure_exact_rate": exact_decisions / compared_decisions if compare and compared_decisions else None,
+        "procedure_decisions": compared_decisions if compare else None,
     }
+
+
+# ---------------------------------------------------------------------------------------- the evaluate recipe
+
+
+def read_layouts(path) -> list[str]:
+    """Maze layouts from a text file: ``#``/``.``/``G``/``S`` layouts (see `parse_layout`) separated by blank lines.
+
+    Raises:
+        FileNotFoundError: if ``path`` is not a file.
+        ValueError: if the file holds no layout, or a layout does not parse (the message names the file and the
+            layout's number).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"layouts file {str(path)!r} does not exist")
+    layouts = [block.strip() for block in re.split(r"\n\s*\n", path.read_text()) if block.strip()]
+    if not layouts:
+        raise ValueError(f"layouts file {str(path)!r} holds no layout; expected '#'/'.'/'G'/'S' text mazes "
+                         f"separated by blank lines")
+    for number, layout in enumerate(layouts, start=1):
+        try:
+            parse_layout(layout)
+        except ValueError as error:
+            raise ValueError(f"layout {number} of {str(path)!r} is invalid: {error}") from None
+    return layouts
+
+
+def add_evaluate_arguments(parser) -> None:
+    """The options of ``recipes/evaluate.py`` and ``pc-transformers evaluate`` (one definition for both)."""
+    parser.add_argument("checkpoint", help="a PCPolicy directory (PCPolicy.save_pretrained, or the demo's output)")
+    parser.add_argument("--mazes", type=int, default=100, help="held-out maze seeds: maze_splits(0, N).test")
+    parser.add_argument("--starts", type=int, default=5, help="random starts per maze")
+    parser.add_argument("--wall-type", default="tunnel", help="tunnel, blocks, blocks:N or empty")
+    parser.add_argument("--size", type=int, default=None, help="maze side (default: the checkpoint's grid_size)")
+    parser.add_argument("--max-steps", type=int, default=100, help="episode cap")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the random starts and fallback actions")
+    parser.add_argument("--layouts", default=None, help="text file of layouts separated by blank lines; "
+                                                        "evaluated instead of the seeds")
+    parser.add_argument("--json", default=None, dest="json_out", help="write the results to this JSON file")
+    parser.add_argument("--no-procedure-cache", action="store_false", dest="procedure_cache",
+                        help="generate a procedure at every step (and compare every one with the expert)")
+
+
+def run_evaluation(checkpoint, mazes: int = 100, starts: int = 5, wall_type: str = "tunnel", size: int | None = None,
+                   max_steps: int = 100, seed: int = 0, layouts=None, json_out=None, procedure_cache: bool = True,
+                   progress: bool = False) -> dict:
+    """Load a `PCPolicy` checkpoint and roll it out on held-out mazes (or a layouts file); returns the results.
+
+    The result holds the settings (``checkpoint``, ``mazes``, ...) and every key of `evaluate_policy`, procedure
+    accuracy included for grid PC. With ``json_out`` the results are also written there.
+
+    Raises:
+        FileNotFoundError: for a missing checkpoint directory or layouts file.
+        ValueError: for a ``size`` (or a layout's shape) other than the checkpoint's ``grid_size``, a bad layout, or
+            non-positive counts.
+    """
+    from .policy import PCPolicy  # torch and transformers: only when a checkpoint is really evaluated
+
+    path = Path(checkpoint)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} is not a PCPolicy directory (expected a config.json "
+                                f"written by PCPolicy.save_pretrained)")
+    for name, value in (("mazes", mazes), ("starts", starts), ("max_steps", max_steps)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    policy = PCPolicy.from_pretrained(path, procedure_cache=procedure_cache, seed=seed)
+    grid_size = policy.model.config.grid_size
+    if size is not None and size != grid_size:
+        raise ValueError(f"--size {size} does not match the checkpoint's grid_size={grid_size}")
+    layout_list = read_layouts(layouts) if layouts is not None else None
+    for number, layout in enumerate(layout_list or [], start=1):
+        shape = parse_layout(layout)[0].shape
+        if shape != (grid_size, grid_size):
+            raise ValueError(f"layout {number} of {str(layouts)!r} is {shape[0]}x{shape[1]}, but the checkpoint's "
+                             f"grid_size={grid_size}")
+    seeds = None if layout_list is not None else maze_splits(0, mazes).test
+    metrics = evaluate_policy(policy, seeds, size=grid_size, wall_type=wall_type, starts_per_maze=starts,
+                              max_steps=max_steps, seed=seed, layouts=layout_list, progress=progress,
+                              procedure_accuracy=True)
+    results = {
+        "checkpoint": str(path), "mazes": len(layout_list) if layout_list is not None else mazes,
+        "starts": starts, "wall_type": "layout" if layout_list is not None else wall_type, "size": grid_size,
+        "max_steps": max_steps, "seed": seed, "layouts": None if layouts is None else str(layouts),
+        "procedure_cache": procedure_cache, "objective": policy.model.config.objective, **metrics,
+    }
+    results["success_ci95"] = list(results["success_ci95"])
+    results = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in results.items()}  # valid JSON
+    if json_out is not None:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(results, indent=2))
+    return results
+
+
+def format_table(results: dict) -> str:
+    """A short two-column table of `run_evaluation`'s results."""
+
+    def number(value, fmt="{:.3f}"):
+        return "n/a" if value is None else fmt.format(value)
+
+    low, high = results["success_ci95"]
+    rows = [
+        ("success rate", f"{results['success_rate']:.3f}  (95% CI {low:.3f}-{high:.3f})"),
+        ("episodes", f"{results['episodes']}  ({results['mazes']} mazes x {results['starts']} starts)"),
+        ("mean length / optimum", number(results["mean_length_ratio"])),
+        ("fallback rate", number(results["fallback_rate"])),
+        ("forward passes / step", number(results["mean_forward_passes"], "{:.2f}")),
+        ("env steps / s", number(results["env_steps_per_s"], "{:.1f}")),
+    ]
+    if results.get("procedure_step_accuracy") is not None or results.get("procedure_decisions") is not None:
+        rows += [
+            ("procedure step accuracy", number(results["procedure_step_accuracy"])),
+            ("procedure exact rate", f"{number(results['procedure_exact_rate'])}  "
+                                     f"({results['procedure_decisions']} generated procedures)"),
+        ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
