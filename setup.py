@@ -15,6 +15,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["pc_transformers", "pc_transformers.*"]),
+    # The model-card template, for `pc-transformers push` from an installed wheel (see pc_transformers/hub.py).
+    data_files=[("share/pc_transformers", ["MODEL_CARD.md"])],
     # The tokenizer assets in tokenizers/ (never a Python package: it would shadow the real `tokenizers` library)
     # are not needed at run time: PCTokenizer.for_maze builds the same vocabulary in code, and
     # recipes/make_tokenizers.py writes the assets from it.

@@ -3,6 +3,8 @@
     pc-transformers generate maze --size 16 --wall-type tunnel --train-mazes 5 --trajectories 4 --out data/maze16
     pc-transformers demo --out outputs/demo
     pc-transformers evaluate outputs/demo/pc --mazes 100 --starts 5
+    pc-transformers push outputs/demo/pc --repo-id me/pc-maze16 --results outputs/demo/results.json
+    pc-transformers push-dataset outputs/demo/data --repo-id me/maze16-bfs
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import json
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 
 def _add_generate(subparsers) -> None:
@@ -65,6 +68,35 @@ def _add_evaluate(subparsers) -> None:
     add_evaluate_arguments(evaluate)
 
 
+def _add_push(subparsers) -> None:
+    push = subparsers.add_parser("push", help="upload a PCPolicy checkpoint with a generated model card to the Hub")
+    push.add_argument("checkpoint", help="directory written by PCPolicy.save_pretrained")
+    push.add_argument("--results", help="results JSON (pc-transformers evaluate --json-out, or the demo's results.json)")
+    push.add_argument("--dataset-id", help="Hub dataset the policy was trained on (linked in the card)")
+    push_dataset = subparsers.add_parser("push-dataset", help="upload an expert dataset directory to the Hub")
+    push_dataset.add_argument("data_dir", help="directory written by pc-transformers generate maze")
+    for parser in (push, push_dataset):
+        parser.add_argument("--repo-id", required=True, help="NAMESPACE/NAME of the Hub repository")
+        parser.add_argument("--token", help="Hugging Face token (default: HF_TOKEN or the `hf auth login` token)")
+        parser.add_argument("--private", action="store_true", help="create the repository as private")
+
+
+def _push(args) -> None:
+    from .hub import push_checkpoint, push_dataset, read_results, results_for
+
+    if args.command == "push-dataset":
+        url = push_dataset(args.data_dir, args.repo_id, token=args.token, private=args.private)
+    else:
+        evaluation = training = None
+        if args.results:
+            config_file = Path(args.checkpoint) / "config.json"
+            objective = json.loads(config_file.read_text()).get("objective") if config_file.is_file() else None
+            evaluation, training = results_for(read_results(args.results), objective)
+        url = push_checkpoint(args.checkpoint, args.repo_id, token=args.token, private=args.private,
+                              eval_results=evaluation, training=training, dataset_id=args.dataset_id)
+    print(f"pushed to {args.repo_id}: {url}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pc-transformers",
                                      description="Procedure cloning in mazes: expert data, demo, evaluation.")
@@ -72,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_generate(subparsers)
     _add_demo(subparsers)
     _add_evaluate(subparsers)
+    _add_push(subparsers)
     args = parser.parse_args(argv)
     try:
         if args.command == "generate":
@@ -86,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
 
             options = {k: v for k, v in vars(args).items() if k != "command"}
             print(format_table(run_evaluation(**options, progress=sys.stderr.isatty())))
+        elif args.command in ("push", "push-dataset"):
+            try:
+                _push(args)
+            except RuntimeError as error:  # the Hub refused the push (the message names the repository)
+                raise ValueError(str(error)) from error
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"pc-transformers {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,208 @@
+"""Pushing checkpoints and expert datasets to the Hugging Face Hub, with a model card generated from the config.
+
+    from pc_transformers.hub import push_checkpoint, push_dataset
+    push_checkpoint("outputs/demo/pc", "me/pc-maze16", eval_results=results)
+    push_dataset("data/maze16", "me/maze16-bfs")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_token
+from huggingface_hub.errors import HfHubHTTPError
+
+# MODEL_CARD.md sits at the repository root; a wheel installs it under <prefix>/share/pc_transformers (setup.py).
+_TEMPLATES = (Path(__file__).resolve().parents[1] / "MODEL_CARD.md",
+              Path(sys.prefix) / "share" / "pc_transformers" / "MODEL_CARD.md")
+TEMPLATE_PATH = next((p for p in _TEMPLATES if p.is_file()), _TEMPLATES[0])
+ENV_ID = "pc_transformers/Maze-v0"
+_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
+_NO_TOKEN = "no Hugging Face token: pass --token or log in with `hf auth login` / set HF_TOKEN"
+
+
+def _read_template() -> str:
+    if not TEMPLATE_PATH.is_file():
+        raise FileNotFoundError(f"model card template {str(TEMPLATE_PATH)!r} not found (it ships at the root of the "
+                                f"pc_transformers source checkout)")
+    return TEMPLATE_PATH.read_text(encoding="utf-8")
+
+
+def _read_config(checkpoint_dir) -> dict:
+    path = Path(checkpoint_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(checkpoint_dir)!r} is not a PCPolicy directory (expected a "
+                                f"config.json written by PCPolicy.save_pretrained)")
+    return json.loads(path.read_text())
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_cell(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return "n/a" if value is None else str(value).replace("|", "\\|")
+
+
+def _table(values: dict | None, empty: str) -> str:
+    if not values:
+        return empty
+    rows = [f"| {key} | {_cell(value)} |" for key, value in values.items()]
+    return "\n".join(["| | |", "|---|---|", *rows])
+
+
+def model_card(checkpoint_dir, repo_id: str, eval_results: dict | None = None, training: dict | None = None,
+               dataset_id: str | None = None) -> ModelCard:
+    """The model card of a checkpoint: ``MODEL_CARD.md`` filled from its config.json and the given results.
+
+    Args:
+        eval_results: `run_evaluation`'s results (``success_rate``, ``wall_type``, ``max_steps``, ...), or None.
+        training: training settings and outcomes (a flat dict shown as a table), or None.
+        dataset_id: the Hub dataset the policy was trained on (linked in the metadata).
+
+    Raises:
+        FileNotFoundError: no config.json in ``checkpoint_dir``, or the template is missing.
+        ValueError: the template holds a placeholder this function does not know.
+    """
+    config = _read_config(checkpoint_dir)
+    evaluation, training = dict(eval_results or {}), dict(training or {})
+    size = config.get("grid_size")
+    wall_type = evaluation.get("wall_type") or training.get("wall_type") or "tunnel"
+    results = []
+    if evaluation.get("success_rate") is not None:
+        results.append(EvalResult(task_type="reinforcement-learning", dataset_type=ENV_ID,
+                                  dataset_name=f"unseen {size}x{size} {wall_type} mazes", metric_type="success_rate",
+                                  metric_value=evaluation["success_rate"]))
+    card_data = ModelCardData(
+        library_name="pc_transformers", pipeline_tag="reinforcement-learning",
+        tags=["procedure-cloning", "imitation-learning", "maze", "pc_transformers"],
+        datasets=[dataset_id] if dataset_id else None, license="apache-2.0", model_name=repo_id,
+        eval_results=results or None,
+    )
+    if dataset_id:
+        data = (f"Expert BFS trajectories from the dataset [{dataset_id}](https://huggingface.co/datasets/"
+                f"{dataset_id}) (generated with `pc-transformers generate maze`).")
+    else:
+        data = "Expert BFS trajectories generated with `pc-transformers generate maze` (dataset not published)."
+    values = {
+        "card_data": card_data.to_yaml(), "model_name": repo_id, "repo_id": repo_id, "grid_size": size,
+        "wall_type": wall_type, "procedure_format": config.get("procedure_format"),
+        "objective": config.get("objective"), "factorization": config.get("factorization"),
+        "position_encoding": config.get("position_encoding"), "data_description": data,
+        "training_table": _table(training, "not recorded"),
+        "evaluation_table": _table(evaluation, "not evaluated"),
+        "max_episode_steps": evaluation.get("max_steps", 100),
+    }
+    template = _read_template()
+    if template.startswith("---\n"):  # drop the template's own YAML comments (they describe the placeholders)
+        header, sep, body = template[4:].partition("\n---\n")
+        header = "\n".join(line for line in header.splitlines() if not line.lstrip().startswith("#"))
+        template = f"---\n{header}{sep}{body}"
+    unknown = sorted({name.strip() for name in _PLACEHOLDER.findall(template) if name.strip() not in values})
+    if unknown:
+        raise ValueError(f"model card template {str(TEMPLATE_PATH)!r} has unknown placeholder(s): {unknown}")
+    text = _PLACEHOLDER.sub(lambda m: str(values[m.group(1).strip()]).strip("\n"), template)
+    card = ModelCard(text)
+    assert not _PLACEHOLDER.search(str(card)), "unfilled placeholder in the model card"
+    return card
+
+
+def _resolve_token(token):
+    token = token or get_token()
+    if not token:
+        raise ValueError(_NO_TOKEN)
+    return token
+
+
+def _upload(folder: Path, repo_id: str, repo_type: str, token, private: bool, commit_message: str, what) -> str:
+    api = HfApi()
+    try:
+        api.create_repo(repo_id, token=token, exist_ok=True, private=private, repo_type=repo_type)
+        info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, token=token,
+                                 commit_message=commit_message)
+    except Exception as error:
+        # HfHubHTTPError for refusals; connection failures surface as the HTTP client's own errors (httpx2, ...)
+        transport = type(error).__module__.split(".")[0].startswith(("httpx", "httpcore"))
+        if isinstance(error, (HfHubHTTPError, ConnectionError, TimeoutError)) or transport:
+            raise RuntimeError(f"pushing {what} to {repo_id} failed: {error}") from error
+        raise
+    return str(getattr(info, "commit_url", info))
+
+
+def push_checkpoint(checkpoint_dir, repo_id: str, token: str | None = None, private: bool = False,
+                    eval_results: dict | None = None, training: dict | None = None, dataset_id: str | None = None,
+                    commit_message: str = "Upload procedure cloning policy") -> str:
+    """Upload a `PCPolicy.save_pretrained` directory and its generated model card (README.md) in one commit.
+
+    Returns:
+        The commit URL.
+
+    Raises:
+        FileNotFoundError: ``checkpoint_dir`` lacks config.json or model.safetensors.
+        ValueError: no token (argument, ``HF_TOKEN`` or ``hf auth login``).
+        RuntimeError: the Hub refused the repository or the upload (chained to the client's error).
+    """
+    path = Path(checkpoint_dir)
+    missing = [name for name in ("config.json", "model.safetensors") if not (path / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"checkpoint {str(path)!r} is not a PCPolicy directory (missing {', '.join(missing)}; "
+                                f"expected files written by PCPolicy.save_pretrained)")
+    token = _resolve_token(token)
+    card = model_card(path, repo_id, eval_results=eval_results, training=training, dataset_id=dataset_id)
+    with tempfile.TemporaryDirectory(prefix="pc_push_") as tmp:
+        staged = Path(tmp) / "repo"
+        shutil.copytree(path, staged, ignore=shutil.ignore_patterns("__pycache__", ".git"))
+        card.save(staged / "README.md")
+        return _upload(staged, repo_id, "model", token, private, commit_message, str(checkpoint_dir))
+
+
+def push_dataset(data_dir, repo_id: str, token: str | None = None, private: bool = False,
+                 commit_message: str = "Upload expert maze dataset") -> str:
+    """Upload a directory written by `save_maze_dataset` (README.md + data/*.parquet) as a dataset repo.
+
+    Returns:
+        The commit URL.
+    """
+    path = Path(data_dir)
+    if not (path / "data").is_dir() or not any((path / "data").glob("*.parquet")):
+        raise FileNotFoundError(f"dataset directory {str(path)!r} holds no data/*.parquet (expected a directory "
+                                f"written by save_maze_dataset)")
+    token = _resolve_token(token)
+    return _upload(path, repo_id, "dataset", token, private, commit_message, str(data_dir))
+
+
+def read_results(path) -> dict:
+    """A results JSON: `run_evaluation`'s flat results or the demo's results.json
+    (``{"config": ..., "pc": {...}, "bc": {...}}``; the entry of ``objective`` is used)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results file {str(path)!r} not found")
+    results = json.loads(path.read_text())
+    if not isinstance(results, dict):
+        raise TypeError(f"results file {str(path)!r} does not hold a JSON object")
+    return results
+
+
+def results_for(results: dict, objective: str | None) -> tuple[dict | None, dict | None]:
+    """Split a results dict into evaluation results and training settings (see `read_results`)."""
+    if "success_rate" in results:
+        return results, None
+    entry = results.get(objective) if objective else None
+    if isinstance(entry, dict):
+        training = {k: v for k, v in (results.get("config") or {}).items()}
+        evaluation = dict(entry)
+        for key in ("final_loss", "train_seconds"):
+            if key in evaluation:
+                training[key] = evaluation.pop(key)
+        if "wall_type" in training:
+            evaluation.setdefault("wall_type", training["wall_type"])
+        return evaluation, training or None
+    raise ValueError(f"results hold no success_rate (neither at the top level nor under {objective!r})")
