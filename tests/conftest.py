@@ -160,3 +160,24 @@ def overfit(tokenizer, make_config):
     return SimpleNamespace(model=model, tokenizer=tokenizer, dataset=dataset, rows=rows, records=records,
                            prompts=prompts, batch=batch, matched=matched, steps=step,
                            maze_seed=OVERFIT_MAZE_SEED, start=OVERFIT_START)
+
+
+# ---------------------------------------------------------------------------------------------- loopback Hub
+@pytest.fixture(scope="module")
+def hub():
+    """A loopback Hub-compatible server (tests/hub_server.py) for the module's tests."""
+    from hub_server import HubServer
+
+    server = HubServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def hub_env(hub, tmp_path):
+    """Environment for a client subprocess talking to ``hub`` with fresh caches."""
+    from hub_server import client_env
+
+    return client_env(hub.url, tmp_path)

@@ -36,10 +36,14 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
+import textwrap
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -638,3 +642,30 @@ def start_hub_server(**kwargs) -> tuple[str, Callable[[], None]]:
 
 
 __all__ = ["HubServer", "git_blob_sha1", "start_hub_server"]
+
+
+# ----------------------------------------------------------------------------------------------- client helpers
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def client_env(endpoint: str, home: Path) -> dict:
+    """Environment for a client subprocess: loopback endpoint, Xet off, fresh caches under ``home``, no ambient
+    token, and this checkout first on the import path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE_", "TRANSFORMERS_"))}
+    env.update(
+        HF_ENDPOINT=endpoint, HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0", HF_DATASETS_OFFLINE="0",
+        TRANSFORMERS_OFFLINE="0", HF_HOME=str(home / "hf_home"), HF_HUB_CACHE=str(home / "hub_cache"),
+        HF_DATASETS_CACHE=str(home / "datasets_cache"), HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1", TOKENIZERS_PARALLELISM="false",
+        NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p),
+    )
+    return env
+
+
+def run_client(env: dict, code: str, cwd: Path, timeout: int = 180) -> str:
+    """Run ``code`` in a fresh Python with ``env``; fail the test with its output if it exits non-zero."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False, env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"client subprocess failed:\nSTDOUT:\n{proc.stdout}\nSTDERR:\n{proc.stderr[-6000:]}"
+    return proc.stdout

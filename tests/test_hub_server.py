@@ -11,18 +11,14 @@ import hashlib
 import http.client
 import json
 import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from hub_server import HubServer, git_blob_sha1
+from hub_server import git_blob_sha1, run_client
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class _Resp:
@@ -73,37 +69,6 @@ class _Client:
 
 
 _json_dumps = json.dumps
-
-
-@pytest.fixture(scope="module")
-def hub():
-    server = HubServer()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def hub_env(hub, tmp_path):
-    """Environment for a client subprocess: loopback endpoint, Xet off, fresh caches, no ambient token."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE_", "TRANSFORMERS_"))}
-    env.update(
-        HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0", HF_DATASETS_OFFLINE="0",
-        TRANSFORMERS_OFFLINE="0", HF_HOME=str(tmp_path / "hf_home"), HF_HUB_CACHE=str(tmp_path / "hub_cache"),
-        HF_DATASETS_CACHE=str(tmp_path / "datasets_cache"), HF_HUB_DISABLE_TELEMETRY="1",
-        HF_HUB_DISABLE_PROGRESS_BARS="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1", TOKENIZERS_PARALLELISM="false",
-        NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
-        PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p),
-    )
-    return env
-
-
-def run_client(env: dict, code: str, cwd: Path, timeout: int = 180) -> str:
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False, env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
-    assert proc.returncode == 0, f"client subprocess failed:\nSTDOUT:\n{proc.stdout}\nSTDERR:\n{proc.stderr[-6000:]}"
-    return proc.stdout
 
 
 # --- raw protocol checks (fast, in-process) -----------------------------------------------------------------------

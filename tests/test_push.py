@@ -11,56 +11,19 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
 sys.path.insert(0, os.path.dirname(__file__))
-from hub_server import HubServer
+from hub_server import client_env, run_client
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def hub():
-    server = HubServer()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-def _client_env(endpoint: str, home: Path) -> dict:
-    """Loopback endpoint, Xet off, fresh caches, no ambient token."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE_", "TRANSFORMERS_"))}
-    env.update(
-        HF_ENDPOINT=endpoint, HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0", HF_DATASETS_OFFLINE="0",
-        TRANSFORMERS_OFFLINE="0", HF_HOME=str(home / "hf_home"), HF_HUB_CACHE=str(home / "hub_cache"),
-        HF_DATASETS_CACHE=str(home / "datasets_cache"), HF_HUB_DISABLE_TELEMETRY="1",
-        HF_HUB_DISABLE_PROGRESS_BARS="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1", TOKENIZERS_PARALLELISM="false",
-        NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
-        PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p),
-    )
-    return env
-
-
-@pytest.fixture
-def hub_env(hub, tmp_path):
-    return _client_env(hub.url, tmp_path)
 
 
 def cli(env: dict, *args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pc_transformers.cli", *map(str, args)], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=120, check=False)
-
-
-def run_client(env: dict, code: str, cwd: Path) -> str:
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert proc.returncode == 0, f"client subprocess failed:\nSTDOUT:\n{proc.stdout}\nSTDERR:\n{proc.stderr[-6000:]}"
-    return proc.stdout
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +156,7 @@ def test_push_to_unreachable_hub(checkpoint, tmp_path):
     with socket.socket() as sock:  # a port that nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = _client_env(f"http://127.0.0.1:{port}", tmp_path)
+    env = client_env(f"http://127.0.0.1:{port}", tmp_path)
     proc = cli(env, "push", checkpoint, "--repo-id", "user/pc-tiny", "--token", "test", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-4000:]
     assert f"pushing {checkpoint} to user/pc-tiny failed" in proc.stderr, proc.stderr
