@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import sys
-from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 
