@@ -15,8 +15,13 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["pc_transformers", "pc_transformers.*"]),
-    # The model-card template, for `pc-transformers push` from an installed wheel (see pc_transformers/hub.py).
-    data_files=[("share/pc_transformers", ["MODEL_CARD.md"])],
+    # The model-card template (for `pc-transformers push`, see pc_transformers/hub.py) and the recipes with their
+    # configs (for `pc-transformers train` / `demo`, see pc_transformers/recipes.py), for installed wheels.
+    data_files=[
+        ("share/pc_transformers", ["MODEL_CARD.md"]),
+        ("share/pc_transformers/recipes", sorted(str(p.relative_to(here)) for p in (here / "recipes").glob("*.py"))),
+        ("share/pc_transformers/recipes/configs", sorted(str(p.relative_to(here)) for p in (here / "recipes/configs").glob("*.yaml"))),
+    ],
     # The tokenizer assets in tokenizers/ (never a Python package: it would shadow the real `tokenizers` library)
     # are not needed at run time: PCTokenizer.for_maze builds the same vocabulary in code, and
     # recipes/make_tokenizers.py writes the assets from it.
@@ -32,6 +37,7 @@ setup(
         "numpy>=1.26",
         "pyyaml>=6",
         "tqdm>=4.66",
+        "tensorboard>=2.14",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3", "scipy>=1.11", "networkx>=3.2"],

@@ -1,27 +1,21 @@
-"""The small end-to-end maze demo (the README's main command): expert data, PC and BC, unseen mazes, checkpoint.
+"""The small end-to-end maze demo (the README's main command): expert data, PC and BC, unseen mazes, checkpoints.
 
-It is one linear path through the library with a plain PyTorch loop; the Accelerate recipes (``recipes/``) add
-multi-process training, logging, periodic evaluation and resumable checkpoints on top of the same pieces.
+It generates one expert dataset and runs the training recipe (``recipes/train.py``, Accelerate) on it twice with the
+same backbone and budget, once as PC and once as BC; each run evaluates on the same unseen mazes and saves its policy
+to ``{out}/{pc,bc}/final``.
 """
 
 from __future__ import annotations
 
 import json
 import platform
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from .configuration_pc import PCConfig
-from .data import MazeDataConfig, PCDataCollator, build_examples, generate_maze_dataset, save_maze_dataset
-from .envs import maze_splits
-from .evaluation import evaluate_policy
-from .modeling_pc import PCForProcedureCloning
-from .policy import PCPolicy
-from .tokenization_pc import PCTokenizer
+from .data import MazeDataConfig, generate_maze_dataset, save_maze_dataset
+from .recipes import load_recipe
 
 
 @dataclass
@@ -53,55 +47,27 @@ class DemoConfig:
     seed: int = 0
 
 
-def train_model(model, examples, collator, steps: int, batch_size: int, learning_rate: float, seed: int,
-                desc: str = "train") -> list[float]:
-    """A plain training loop (AdamW, uniform sampling with replacement); returns the loss per step."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(seed)
-    losses = []
-    model.train()
-    with tqdm(range(steps), desc=desc) as bar:
-        for _ in bar:
-            index = torch.randint(len(examples), (batch_size,), generator=generator).tolist()
-            batch = collator([examples[i] for i in index])
-            loss = model(**batch).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-    model.eval()
-    return losses
-
-
 def run_demo(config: DemoConfig | None = None) -> dict:
     """Generate expert data, train PC and BC with the same backbone, evaluate both on unseen mazes, save both."""
     config = config or DemoConfig()
     out = Path(config.out)
-    torch.manual_seed(config.seed)
     data_config = MazeDataConfig(size=config.size, wall_type=config.wall_type, train_mazes=config.train_mazes,
                                  test_mazes=0, trajectories=config.trajectories, seed=config.seed)
-    dataset = generate_maze_dataset(data_config)
-    save_maze_dataset(dataset, out / "data", data_config)
-    tokenizer = PCTokenizer.for_maze("bfs_maps")
-    collator = PCDataCollator(tokenizer.pad_token_id)
-    test_seeds = maze_splits(config.train_mazes, config.test_mazes).test
+    save_maze_dataset(generate_maze_dataset(data_config), out / "data", data_config)
 
+    recipe = load_recipe("train")
     results = {"config": asdict(config), "hardware": f"{platform.machine()}, {torch.get_num_threads()} threads"}
     for objective in ("pc", "bc"):
-        torch.manual_seed(config.seed)
-        model_config = PCConfig.from_tokenizer(tokenizer, grid_size=config.size, objective=objective)
-        model = PCForProcedureCloning(model_config)
-        examples = build_examples(dataset["train"], tokenizer, model_config)
-        start = time.perf_counter()
-        losses = train_model(model, examples, collator, config.steps, config.batch_size, config.learning_rate,
-                             config.seed, desc=f"train {objective}")
-        train_seconds = time.perf_counter() - start
-        policy = PCPolicy(model, tokenizer, seed=config.seed)
-        evaluation = evaluate_policy(policy, test_seeds, size=config.size, wall_type=config.wall_type,
-                                     starts_per_maze=config.starts_per_maze, seed=config.seed, progress=True)
-        policy.save_pretrained(out / objective)
-        results[objective] = {"final_loss": losses[-1], "train_seconds": train_seconds, **evaluation}
+        run = recipe.TrainConfig(
+            output_dir=str(out / objective), seed=config.seed, dataset=str(out / "data"), data=data_config,
+            model={"objective": objective},
+            train=recipe.OptimArgs(max_steps=config.steps, batch_size=config.batch_size,
+                                   learning_rate=config.learning_rate, lr_scheduler="constant",
+                                   max_grad_norm=0.0),  # unclipped, as in the results the README reports
+            eval=recipe.EvalArgs(every=0, final_mazes=config.test_mazes, final_starts=config.starts_per_maze),
+            save_every=0, save_total_limit=1,
+        )
+        results[objective] = recipe.main(run)
 
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(f"\nUnseen {config.size}x{config.size} {config.wall_type} mazes ({config.test_mazes} mazes x "
@@ -111,5 +77,5 @@ def run_demo(config: DemoConfig | None = None) -> dict:
         r = results[objective]
         low, high = r["success_ci95"]
         print(f"  {objective.upper():3s} success {r['success_rate']:6.1%}  (95% CI {low:.1%}-{high:.1%}), "
-              f"trained {r['train_seconds']:.0f}s, saved to {out / objective}")
+              f"trained {r['training']['train_seconds']:.0f}s, saved to {out / objective / 'final'}")
     return results

@@ -1,7 +1,7 @@
 """Pushing checkpoints and expert datasets to the Hugging Face Hub, with a model card generated from the config.
 
     from pc_transformers.hub import push_checkpoint, push_dataset
-    push_checkpoint("outputs/demo/pc", "me/pc-maze16", eval_results=results)
+    push_checkpoint("outputs/demo/pc/final", "me/pc-maze16", eval_results=results)
     push_dataset("data/maze16", "me/maze16-bfs")
 """
 
@@ -59,14 +59,24 @@ def _table(values: dict | None, empty: str) -> str:
     return "\n".join(["| | |", "|---|---|", *rows])
 
 
+def _curve(curve: list[dict] | None) -> str:
+    if not curve:
+        return "No validation rollouts were recorded during training."
+    rows = [f"| {e['step']} | {e['train_seconds']:.0f} | {e['success_rate']:.1%} |" for e in curve]
+    return "\n".join(["Success on held-out validation mazes during training:", "",
+                      "| step | training time (s) | validation success |", "|---|---|---|", *rows])
+
+
 def model_card(checkpoint_dir, repo_id: str, eval_results: dict | None = None, training: dict | None = None,
-               dataset_id: str | None = None) -> ModelCard:
+               dataset_id: str | None = None, curve: list[dict] | None = None) -> ModelCard:
     """The model card of a checkpoint: ``MODEL_CARD.md`` filled from its config.json and the given results.
 
     Args:
         eval_results: `run_evaluation`'s results (``success_rate``, ``wall_type``, ``max_steps``, ...), or None.
         training: training settings and outcomes (a flat dict shown as a table), or None.
         dataset_id: the Hub dataset the policy was trained on (linked in the metadata).
+        curve: periodic validation rollouts during training (``step``, ``train_seconds``, ``success_rate``), as
+            in a training run's results.json ``evaluations``.
 
     Raises:
         FileNotFoundError: no config.json in ``checkpoint_dir``, or the template is missing.
@@ -98,6 +108,7 @@ def model_card(checkpoint_dir, repo_id: str, eval_results: dict | None = None, t
         "objective": config.get("objective"), "factorization": config.get("factorization"),
         "position_encoding": config.get("position_encoding"), "data_description": data,
         "training_table": _table(training, "not recorded"),
+        "training_curve": _curve(curve),
         "evaluation_table": _table(evaluation, "not evaluated"),
         "max_episode_steps": evaluation.get("max_steps", 100),
     }
@@ -139,7 +150,7 @@ def _upload(folder: Path, repo_id: str, repo_type: str, token, private: bool, co
 
 def push_checkpoint(checkpoint_dir, repo_id: str, token: str | None = None, private: bool = False,
                     eval_results: dict | None = None, training: dict | None = None, dataset_id: str | None = None,
-                    commit_message: str = "Upload procedure cloning policy") -> str:
+                    curve: list[dict] | None = None, commit_message: str = "Upload procedure cloning policy") -> str:
     """Upload a `PCPolicy.save_pretrained` directory and its generated model card (README.md) in one commit.
 
     Returns:
@@ -156,7 +167,7 @@ def push_checkpoint(checkpoint_dir, repo_id: str, token: str | None = None, priv
         raise FileNotFoundError(f"checkpoint {str(path)!r} is not a PCPolicy directory (missing {', '.join(missing)}; "
                                 f"expected files written by PCPolicy.save_pretrained)")
     token = _resolve_token(token)
-    card = model_card(path, repo_id, eval_results=eval_results, training=training, dataset_id=dataset_id)
+    card = model_card(path, repo_id, eval_results=eval_results, training=training, dataset_id=dataset_id, curve=curve)
     with tempfile.TemporaryDirectory(prefix="pc_push_") as tmp:
         staged = Path(tmp) / "repo"
         shutil.copytree(path, staged, ignore=shutil.ignore_patterns("__pycache__", ".git"))
@@ -180,8 +191,8 @@ def push_dataset(data_dir, repo_id: str, token: str | None = None, private: bool
 
 
 def read_results(path) -> dict:
-    """A results JSON: `run_evaluation`'s flat results or the demo's results.json
-    (``{"config": ..., "pc": {...}, "bc": {...}}``; the entry of ``objective`` is used)."""
+    """A results JSON: `run_evaluation`'s results, a training run's ``final/results.json`` (the same keys plus
+    ``training`` and ``evaluations``), or the demo's results.json (``{"config": ..., "pc": {...}, "bc": {...}}``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"results file {str(path)!r} not found")
@@ -191,18 +202,11 @@ def read_results(path) -> dict:
     return results
 
 
-def results_for(results: dict, objective: str | None) -> tuple[dict | None, dict | None]:
-    """Split a results dict into evaluation results and training settings (see `read_results`)."""
-    if "success_rate" in results:
-        return results, None
-    entry = results.get(objective) if objective else None
-    if isinstance(entry, dict):
-        training = {k: v for k, v in (results.get("config") or {}).items()}
-        evaluation = dict(entry)
-        for key in ("final_loss", "train_seconds"):
-            if key in evaluation:
-                training[key] = evaluation.pop(key)
-        if "wall_type" in training:
-            evaluation.setdefault("wall_type", training["wall_type"])
-        return evaluation, training or None
-    raise ValueError(f"results hold no success_rate (neither at the top level nor under {objective!r})")
+def results_for(results: dict, objective: str | None) -> tuple[dict, dict | None, list[dict] | None]:
+    """Split a results dict (see `read_results`) into evaluation results, training settings and the validation
+    curve; the demo's file gives the entry of ``objective``."""
+    entry = results if "success_rate" in results else results.get(objective) if objective else None
+    if not isinstance(entry, dict) or "success_rate" not in entry:
+        raise ValueError(f"results hold no success_rate (neither at the top level nor under {objective!r})")
+    evaluation = {k: v for k, v in entry.items() if k not in ("training", "evaluations")}
+    return evaluation, entry.get("training"), entry.get("evaluations")

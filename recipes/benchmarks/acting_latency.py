@@ -1,6 +1,6 @@
 """Acting cost of a trained policy with and without the procedure cache, on the same unseen mazes and starts.
 
-    python recipes/benchmarks/acting_latency.py outputs/demo/pc --mazes 50 --starts 2 --batch-sizes 1 64
+    python recipes/benchmarks/acting_latency.py outputs/demo/pc/final --mazes 50 --starts 2 --batch-sizes 1 64
 
 For each batch size it rolls the policy out on the held-out mazes twice (procedure cache on, then off) and reports
 the success rate, model forward passes per decision, and wall-clock milliseconds per environment step. The two runs
@@ -39,7 +39,7 @@ def rollout_cost(policy: PCPolicy, seeds, size: int, wall_type: str, starts: int
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("checkpoint", help="a PCPolicy directory (e.g. outputs/demo/pc)")
+    parser.add_argument("checkpoint", help="a PCPolicy directory (e.g. outputs/demo/pc/final)")
     parser.add_argument("--wall-type", default="tunnel")
     parser.add_argument("--mazes", type=int, default=50)
     parser.add_argument("--starts", type=int, default=2)

@@ -1,0 +1,494 @@
+"""Train a procedure-cloning (PC), BC or aux-BC maze policy with Accelerate, from one typed YAML config.
+
+    accelerate launch recipes/train.py --config recipes/configs/pc_maze16.yaml
+    accelerate launch --multi_gpu --num_processes 2 recipes/train.py --config recipes/configs/pc_maze8.yaml
+    python recipes/train.py --config recipes/configs/bc_maze8.yaml train.max_steps=100 output_dir=outputs/try
+    python recipes/train.py --config recipes/configs/pc_maze16.yaml --resume   # continue from the last checkpoint
+    pc-transformers train recipes/configs/pc_maze16.yaml                        # the same script, installed
+
+The config (`TrainConfig` below; ``key.sub=value`` arguments override it) names the expert data (generated here
+from ``data``, or an existing ``dataset`` directory), the model (`PCConfig` fields), the optimization and the
+evaluation. The run:
+
+1. generates or loads the expert dataset (process 0 first; the others read its files);
+2. trains with AdamW, data-parallel over the launched processes (GPUs, or CPU processes over gloo when there is no
+   GPU: `accelerate launch --cpu` starts one process whatever ``--num_processes`` says, see the README); ``train.batch_size`` is the global batch per optimizer step, split across processes and
+   gradient-accumulation micro-steps, and the data order is a function of (seed, step) only, so it is the same
+   for any number of processes and after ``--resume``;
+3. logs ``train/…``, ``eval/…`` and ``perf/…`` scalars to TensorBoard (``{output_dir}/runs``) and shows a progress bar;
+4. every ``eval.every`` steps rolls the policy out on held-out *validation* mazes (seeds from 2,000,000);
+5. every ``save_every`` steps writes ``{output_dir}/checkpoints/step_XXXXXX/`` atomically (written under a temporary
+   name, then renamed): ``policy/`` (``save_pretrained``: safetensors, tokenizer, config), ``state/``
+   (``accelerator.save_state``: optimizer, scheduler, RNG states), ``train_config.yaml`` (the resolved config) and
+   ``trainer_state.json``; ``checkpoints/last`` names the newest complete one;
+6. at the end evaluates on unseen *test* mazes (seeds from 1,000,000) and saves ``{output_dir}/final/`` (the policy,
+   ``train_config.yaml``, ``results.json``); with ``push_to_hub: NAME`` it uploads that with a generated model card.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import sys
+import time
+import typing
+from pathlib import Path
+
+import torch
+import yaml
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from pc_transformers import PCConfig, PCForProcedureCloning, PCTokenizer
+from pc_transformers.data import (
+    MazeDataConfig,
+    PCDataCollator,
+    build_examples,
+    generate_maze_dataset,
+    load_maze_dataset,
+    save_maze_dataset,
+)
+from pc_transformers.envs import maze_splits
+from pc_transformers.evaluation import evaluate_policy
+from pc_transformers.policy import PCPolicy
+
+
+# ------------------------------------------------------------------------------------------------------- config
+@dataclasses.dataclass
+class OptimArgs:
+    """Args:
+    max_steps: optimizer steps.
+    batch_size: expert decisions per optimizer step, over all processes and accumulation micro-steps.
+    gradient_accumulation_steps: micro-steps per optimizer step.
+    learning_rate: AdamW peak learning rate.
+    weight_decay: AdamW weight decay.
+    lr_scheduler: a transformers scheduler name (constant, constant_with_warmup, linear, cosine, ...).
+    warmup_steps: scheduler warm-up steps.
+    max_grad_norm: gradient clipping norm (0: no clipping).
+    mixed_precision: no, bf16 or fp16 (Accelerate autocast).
+    """
+
+    max_steps: int = 2000
+    batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    lr_scheduler: str = "constant_with_warmup"
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"
+
+
+@dataclasses.dataclass
+class EvalArgs:
+    """Args:
+    every: roll out on validation mazes every N steps (0: only the final evaluation).
+    mazes: validation mazes per periodic evaluation.
+    starts: random starts per validation maze.
+    final_mazes: unseen test mazes for the final evaluation (0: none).
+    final_starts: random starts per test maze.
+    max_steps: episode cap (the paper: 100).
+    """
+
+    every: int = 500
+    mazes: int = 20
+    starts: int = 2
+    final_mazes: int = 100
+    final_starts: int = 5
+    max_steps: int = 100
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Args:
+    output_dir: where data/, checkpoints/, runs/ and final/ go.
+    seed: seeds the data order, initialization, dropout and evaluation starts.
+    dataset: an existing dataset directory (`pc-transformers generate maze --out DIR`); None: generate from data.
+    data: the expert data to generate (MazeDataConfig fields); also names the evaluation mazes' size and walls.
+    model: PCConfig fields (objective, factorization, hidden_size, ...); grid_size and the token layout come from
+        the data and the tokenizer.
+    train: optimization (OptimArgs).
+    eval: evaluation by rollouts (EvalArgs).
+    log_every: log training scalars every N steps.
+    save_every: write a checkpoint every N steps (0: only at the end).
+    save_total_limit: keep at most this many checkpoints (None: all).
+    report_to: tensorboard or none.
+    run_name: TensorBoard run name (None: {objective}-maze{size}-{wall_type}-seed{seed}).
+    push_to_hub: Hub repository id to push final/ to with a model card (None: no push).
+    hub_private: create that repository as private.
+    """
+
+    output_dir: str = "outputs/train"
+    seed: int = 0
+    dataset: str | None = None
+    data: MazeDataConfig = dataclasses.field(default_factory=lambda: MazeDataConfig(test_mazes=0))
+    model: dict = dataclasses.field(default_factory=dict)
+    train: OptimArgs = dataclasses.field(default_factory=OptimArgs)
+    eval: EvalArgs = dataclasses.field(default_factory=EvalArgs)
+    log_every: int = 10
+    save_every: int = 500
+    save_total_limit: int | None = 2
+    report_to: str = "tensorboard"
+    run_name: str | None = None
+    push_to_hub: str | None = None
+    hub_private: bool = False
+
+    def __post_init__(self):
+        for section, names in ((self.train, ("max_steps", "batch_size", "gradient_accumulation_steps")),
+                               (self.eval, ("mazes", "starts", "final_starts", "max_steps")), (self, ("log_every",))):
+            for name in names:
+                if getattr(section, name) < 1:
+                    raise ValueError(f"{name} must be at least 1, got {getattr(section, name)}")
+        for name in ("save_every", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
+        if self.report_to not in ("tensorboard", "none"):
+            raise ValueError(f"report_to must be 'tensorboard' or 'none', got {self.report_to!r}")
+        if self.train.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"train.mixed_precision must be no, bf16 or fp16, got {self.train.mixed_precision!r}")
+        reserved = {"grid_size", "procedure_format"} & set(self.model)
+        if reserved:
+            raise ValueError(f"model.{min(reserved)} comes from the data config; set data.size / "
+                             f"data.procedure_format instead")
+        PCConfig(grid_size=self.data.size, procedure_format=self.data.procedure_format, **self.model)  # validates
+
+    @property
+    def objective(self) -> str:
+        return self.model.get("objective", "pc")
+
+
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def typed(cls, values: dict, where: str = ""):
+    """``cls(**values)`` for a (nested) config dataclass, refusing unknown keys and values of the wrong type."""
+    if not isinstance(values, dict):
+        raise TypeError(f"{where or 'config'} must be a mapping, got {values!r}")
+    hints, known = typing.get_type_hints(cls), {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown config key {where}{unknown[0]!r}; expected one of {sorted(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        hint, key = hints[name], f"{where}{name}"
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = typed(hint, value, f"{key}.")
+            continue
+        allowed = typing.get_args(hint) or (hint,)
+        if float in allowed and isinstance(value, str) and _FLOAT.match(value):
+            value = float(value)  # YAML 1.1 (PyYAML) reads 3e-3 as a string; YAML 1.2 and people read a float
+        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not any(value is None if t is type(None) else (isinstance(value, t) and not (
+                isinstance(value, bool) and t is not bool)) for t in allowed):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+            raise TypeError(f"config key {key!r} must be {names}, got {value!r}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def load_config(path, overrides=()) -> TrainConfig:
+    """Read a YAML config and apply ``section.key=value`` overrides (values parsed as YAML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} not found")
+    values = yaml.safe_load(path.read_text()) or {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not of the form section.key=value")
+        *parents, leaf = key.split(".")
+        node = values
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = yaml.safe_load(raw)
+    return typed(TrainConfig, values)
+
+
+def as_dict(config: TrainConfig) -> dict:
+    return dataclasses.asdict(config)
+
+
+# ---------------------------------------------------------------------------------------------------------- data
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Global batches of example indices, from batch ``start`` on: epochs of seeded permutations, one after the
+    other (permutation ``e`` is seeded with ``seed + e``), so batch ``k`` depends on (seed, k) only."""
+
+    def __init__(self, num_examples: int, batch_size: int, num_batches: int, seed: int, start: int = 0):
+        self.num_examples, self.batch_size, self.num_batches = num_examples, batch_size, num_batches
+        self.seed, self.start = seed, start
+
+    def __len__(self) -> int:
+        return self.num_batches - self.start
+
+    def __iter__(self):
+        epoch, offset = divmod(self.start * self.batch_size, self.num_examples)
+        buffer: list[int] = []
+        for _ in range(len(self)):
+            while len(buffer) < self.batch_size:
+                order = torch.randperm(self.num_examples, generator=torch.Generator().manual_seed(self.seed + epoch))
+                buffer += order.tolist()[offset:]
+                epoch, offset = epoch + 1, 0
+            yield buffer[: self.batch_size]
+            buffer = buffer[self.batch_size :]
+
+
+def load_data(config: TrainConfig):
+    """The expert dataset: ``config.dataset`` if given, else generated into ``{output_dir}/data`` once."""
+    if config.dataset is not None:
+        return load_maze_dataset(config.dataset)
+    data_dir = Path(config.output_dir) / "data"
+    if (data_dir / "data").is_dir():
+        return load_maze_dataset(data_dir)
+    dataset = generate_maze_dataset(config.data)
+    save_maze_dataset(dataset, data_dir, config.data)
+    return dataset
+
+
+# ------------------------------------------------------------------------------------------------------ training
+def train_step(model, batch, accelerator, optimizer, scheduler, max_grad_norm: float):
+    """One micro-step; the optimizer steps when Accelerate has accumulated a full batch."""
+    with accelerator.accumulate(model):
+        outputs = model(**batch)
+        accelerator.backward(outputs.loss)
+        if accelerator.sync_gradients and max_grad_norm > 0:
+            accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return outputs
+
+
+def rollouts(accelerator, model, tokenizer, config: TrainConfig, seeds, starts: int) -> dict:
+    """Success of the current weights on the given mazes (process 0 rolls out; the others wait)."""
+    metrics = {}
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        policy = PCPolicy(unwrapped, tokenizer, seed=config.seed)
+        metrics = evaluate_policy(policy, seeds, size=config.data.size, wall_type=config.data.wall_type,
+                                  starts_per_maze=starts, max_steps=config.eval.max_steps, seed=config.seed)
+        unwrapped.train()
+    accelerator.wait_for_everyone()
+    return metrics
+
+
+def save_checkpoint(accelerator, model, tokenizer, config: TrainConfig, state: dict) -> Path:
+    """Write ``checkpoints/step_XXXXXX`` under a temporary name, rename it, then point ``checkpoints/last`` at it."""
+    root = Path(config.output_dir) / "checkpoints"
+    name = f"step_{state['step']:06d}"
+    final, tmp = root / name, root / f".tmp-{name}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp / "state"))  # every process writes its RNG state; process 0 the rest
+    if accelerator.is_main_process:
+        PCPolicy(accelerator.unwrap_model(model), tokenizer, seed=config.seed).save_pretrained(tmp / "policy")
+        accelerator.unwrap_model(model).train()  # PCPolicy put it in eval mode
+        (tmp / "train_config.yaml").write_text(yaml.safe_dump(as_dict(config), sort_keys=False))
+        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        (root / ".last.tmp").write_text(name)
+        os.replace(root / ".last.tmp", root / "last")
+        kept = sorted(p for p in root.glob("step_*") if p.is_dir())
+        for old in kept[: -config.save_total_limit] if config.save_total_limit else []:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def last_checkpoint(config: TrainConfig) -> Path:
+    pointer = Path(config.output_dir) / "checkpoints" / "last"
+    if not pointer.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint to resume from ({str(pointer)!r} does not exist)")
+    checkpoint = pointer.parent / pointer.read_text().strip()
+    saved = yaml.safe_load((checkpoint / "train_config.yaml").read_text())
+    changed = sorted(k for k in saved if saved[k] != as_dict(config).get(k) and k != "push_to_hub")
+    if changed:
+        raise ValueError(f"--resume: the config differs from the checkpoint's {str(checkpoint)!r} in {changed}; "
+                         f"resume with the same config (or start a new output_dir)")
+    return checkpoint
+
+
+def main(config: TrainConfig, resume: bool = False) -> dict:
+    """Train, evaluate and save as described in the module docstring; returns the final results."""
+    args, out = config.train, Path(config.output_dir)
+    accelerator = Accelerator(
+        # Without a GPU, ask for CPU explicitly: Accelerate then forms a gloo process group when launched with
+        # several processes (`accelerate launch --multi_gpu --num_processes 2` or torchrun); see the README.
+        cpu=not torch.accelerator.is_available(),
+        mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=None if config.report_to == "none" else config.report_to, project_dir=str(out / "runs"),
+        dataloader_config=DataLoaderConfiguration(split_batches=True),  # global batches, split across processes
+    )
+    micro_batch = args.batch_size // args.gradient_accumulation_steps
+    if args.batch_size % (args.gradient_accumulation_steps * accelerator.num_processes):
+        raise ValueError(f"train.batch_size={args.batch_size} must be divisible by gradient_accumulation_steps "
+                         f"({args.gradient_accumulation_steps}) x processes ({accelerator.num_processes})")
+    checkpoint = last_checkpoint(config) if resume else None
+    set_seed(config.seed)
+
+    with accelerator.main_process_first():
+        dataset = load_data(config)
+    tokenizer = PCTokenizer.for_maze(config.data.procedure_format)
+    model_config = PCConfig.from_tokenizer(tokenizer, grid_size=config.data.size, **config.model)
+    model = PCForProcedureCloning(model_config)
+    with accelerator.main_process_first():
+        examples = build_examples(dataset["train"], tokenizer, model_config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps,
+                              num_training_steps=args.max_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    state = {"step": 0, "train_seconds": 0.0, "examples": 0, "tokens": 0, "evaluations": []}
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint / "state"))
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        accelerator.print(f"resuming from {checkpoint} (step {state['step']})")
+    micro_steps = args.max_steps * args.gradient_accumulation_steps
+    sampler = StepBatchSampler(len(examples), micro_batch, micro_steps, config.seed,
+                               start=state["step"] * args.gradient_accumulation_steps)
+    # Its own generator: creating an iterator draws a seed from it, which must not shift the global (dropout) RNG
+    # between an uninterrupted run and a resumed one.
+    loader = torch.utils.data.DataLoader(examples, batch_sampler=sampler, generator=torch.Generator().manual_seed(
+        config.seed), collate_fn=PCDataCollator(tokenizer.pad_token_id))
+    loader = accelerator.prepare(loader)
+
+    run_name = config.run_name or f"{config.objective}-maze{config.data.size}-{config.data.wall_type}-seed{config.seed}"
+    hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+               for k, v in _flatten(as_dict(config)).items()}
+    accelerator.init_trackers(run_name, config=hparams)
+    validation = maze_splits(0, 0, num_validation=config.eval.mazes).validation
+    bar = tqdm(total=args.max_steps, initial=state["step"], desc=f"train {config.objective}",
+               disable=not accelerator.is_local_main_process)
+    window = {"loss": [], "procedure_loss": [], "action_loss": [], "examples": 0, "tokens": 0,
+              "start": time.perf_counter()}
+    model.train()
+    for micro_step, batch in enumerate(loader, start=sampler.start + 1):
+        outputs = train_step(model, batch, accelerator, optimizer, scheduler, args.max_grad_norm)
+        for name in ("loss", "procedure_loss", "action_loss"):
+            value = getattr(outputs, name)
+            if value is not None:
+                window[name].append(value.detach())
+        counts = accelerator.reduce(torch.stack([batch["attention_mask"].new_tensor(len(batch["input_ids"])),
+                                                 batch["attention_mask"].sum()]), "sum")
+        window["examples"] += int(counts[0])
+        window["tokens"] += int(counts[1])
+        if micro_step % args.gradient_accumulation_steps:
+            continue
+        state["step"] += 1
+        step = state["step"]
+        is_log_step = step % config.log_every == 0 or step == args.max_steps
+        is_eval_step = config.eval.every > 0 and step % config.eval.every == 0
+        is_save_step = (config.save_every > 0 and step % config.save_every == 0) or step == args.max_steps
+        bar.update(1)
+        if is_log_step:
+            seconds = time.perf_counter() - window["start"]
+            logs = {f"train/{name}": accelerator.reduce(torch.stack(window[name]), "mean").mean().item()
+                    for name in ("loss", "procedure_loss", "action_loss") if window[name]}
+            logs.update({"train/learning_rate": scheduler.get_last_lr()[0],
+                         "perf/examples_per_s": window["examples"] / seconds,
+                         "perf/tokens_per_s": window["tokens"] / seconds})
+            accelerator.log(logs, step=step)
+            bar.set_postfix(loss=f"{logs['train/loss']:.4f}", ex_s=f"{logs['perf/examples_per_s']:.0f}")
+            state["train_seconds"] += seconds
+            state["examples"] += window["examples"]
+            state["tokens"] += window["tokens"]
+            window = {"loss": [], "procedure_loss": [], "action_loss": [], "examples": 0, "tokens": 0}
+        if is_eval_step:
+            metrics = rollouts(accelerator, model, tokenizer, config, validation, config.eval.starts)
+            if metrics:
+                accelerator.log({"eval/success_rate": metrics["success_rate"],
+                                 "eval/mean_length_ratio": metrics["mean_length_ratio"]}, step=step)
+                state["evaluations"].append({"step": step, "train_seconds": state["train_seconds"],
+                                             "success_rate": metrics["success_rate"]})
+                bar.write(f"step {step}: validation success {metrics['success_rate']:.1%}")
+        if is_save_step:
+            save_checkpoint(accelerator, model, tokenizer, config, state)
+        if is_log_step or is_eval_step or is_save_step:
+            window["start"] = time.perf_counter()  # throughput excludes evaluation and checkpoint time
+    bar.close()
+    results = finish(accelerator, model, tokenizer, config, state)
+    accelerator.end_training()  # closes the trackers and the process group
+    return results
+
+
+def finish(accelerator, model, tokenizer, config: TrainConfig, state: dict) -> dict:
+    """Final evaluation on unseen test mazes; saves ``final/`` and pushes it when configured."""
+    results = {}
+    if config.eval.final_mazes:
+        seeds = maze_splits(0, config.eval.final_mazes).test
+        results = rollouts(accelerator, model, tokenizer, config, seeds, config.eval.final_starts)
+    if not accelerator.is_main_process:
+        return results
+    final = Path(config.output_dir) / "final"
+    shutil.rmtree(final, ignore_errors=True)
+    PCPolicy(accelerator.unwrap_model(model), tokenizer, seed=config.seed).save_pretrained(final)
+    (final / "train_config.yaml").write_text(yaml.safe_dump(as_dict(config), sort_keys=False))
+    training = {"objective": config.objective, "steps": state["step"], "batch_size": config.train.batch_size,
+                "learning_rate": config.train.learning_rate, "train_mazes": config.data.train_mazes,
+                "trajectories": config.data.trajectories, "size": config.data.size,
+                "wall_type": config.data.wall_type, "train_seconds": round(state["train_seconds"], 1),
+                "examples_per_s": round(state["examples"] / max(state["train_seconds"], 1e-9), 1),
+                "processes": accelerator.num_processes,
+                "hardware": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"}
+    results = {"mazes": config.eval.final_mazes, "starts": config.eval.final_starts,
+               "wall_type": config.data.wall_type, "size": config.data.size, "max_steps": config.eval.max_steps,
+               "objective": config.objective, **results, "training": training,
+               "evaluations": state["evaluations"]}
+    results = {k: (list(v) if isinstance(v, tuple) else None if isinstance(v, float) and math.isnan(v) else v)
+               for k, v in results.items()}
+    (final / "results.json").write_text(json.dumps(results, indent=2))
+    if "success_rate" in results:
+        low, high = results["success_ci95"]
+        print(f"{config.objective}: success {results['success_rate']:.1%} (95% CI {low:.1%}-{high:.1%}) on "
+              f"{config.eval.final_mazes} unseen mazes x {config.eval.final_starts} starts; saved to {final}")
+    if config.push_to_hub:
+        from pc_transformers.hub import push_checkpoint
+
+        evaluation = {k: v for k, v in results.items() if k not in ("training", "evaluations")}
+        url = push_checkpoint(final, config.push_to_hub, private=config.hub_private,
+                              eval_results=evaluation if "success_rate" in evaluation else None, training=training,
+                              curve=state["evaluations"])
+        print(f"pushed {final} to {config.push_to_hub}: {url}")
+    return results
+
+
+def _flatten(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def cli(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="recipes/train.py", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="config keys:\n" + TrainConfig.__doc__.split("Args:")[1])
+    parser.add_argument("--config", required=True, help="YAML file (recipes/configs/*.yaml)")
+    parser.add_argument("--resume", action="store_true", help="continue from {output_dir}/checkpoints/last")
+    parser.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_steps=100")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+        if args.resume:
+            last_checkpoint(config)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        print(f"recipes/train.py: error: {error}", file=sys.stderr)
+        return 2
+    main(config, resume=args.resume)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,288 @@
+"""The recipes: ``recipes/train.py`` (typed config, checkpoints, resume, logs, 2 processes, Hub push),
+``recipes/finetune_trainer.py`` (Trainer) and the demo, as in-process calls and as subprocesses with tiny budgets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from pc_transformers.recipes import config_path, load_recipe
+
+sys.path.insert(0, os.path.dirname(__file__))
+from hub_server import run_client
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = REPO / "recipes" / "train.py"
+FINETUNE = REPO / "recipes" / "finetune_trainer.py"
+# A 1-layer d=16 model on 5x5 mazes: seconds per run.
+TINY = ["data.size=5", "data.train_mazes=2", "data.trajectories=1", "model.hidden_size=16",
+        "model.num_hidden_layers=1", "model.num_attention_heads=2", "model.intermediate_size=32", "train.batch_size=4",
+        "train.warmup_steps=0", "eval.mazes=2", "eval.starts=1", "eval.final_mazes=2", "eval.final_starts=1",
+        "log_every=2"]
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    return load_recipe("train")
+
+
+def subprocess_env(**extra) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+           "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **extra}
+    return env
+
+
+def run(args, env=None, cwd=None, timeout=300) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(a) for a in args], env=env or subprocess_env(), cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    return proc
+
+
+def weights(path) -> dict:
+    return load_file(str(Path(path) / "model.safetensors"))
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- config ----------------------------------------------------------------------------------------------------
+
+def test_ready_made_configs_load_and_match_the_paper_budget(recipe):
+    names = {p.stem for p in (REPO / "recipes" / "configs").glob("*.yaml")}
+    assert {"pc_maze8", "bc_maze8", "pc_maze16", "bc_maze16"} <= names
+    for name in names:
+        config = recipe.load_config(config_path(name))
+        assert (config.data.train_mazes, config.data.trajectories) == (5, 4), name
+        assert config.data.size == (16 if "16" in name else 8) and config.objective == name.split("_")[0]
+    assert config_path("pc_maze8") == REPO / "recipes" / "configs" / "pc_maze8.yaml"
+
+
+def test_config_overrides_and_types(recipe, tmp_path):
+    config = recipe.load_config(config_path("pc_maze8"), ["train.learning_rate=5e-4", "train.max_steps=7",
+                                                          "model.factorization=autoregressive", "push_to_hub=me/x"])
+    assert config.train.learning_rate == 5e-4 and isinstance(config.train.learning_rate, float)
+    assert config.train.max_steps == 7 and config.model["factorization"] == "autoregressive"
+    assert config.push_to_hub == "me/x" and config.data.size == 8
+
+
+@pytest.mark.parametrize("override, error, match", [
+    ("train.max_step=3", ValueError, "unknown config key train.'max_step'"),
+    ("bogus=1", ValueError, "bogus"),
+    ("train.max_steps=many", TypeError, "'train.max_steps' must be int, got 'many'"),
+    ("train.batch_size=true", TypeError, "train.batch_size"),
+    ("train.max_steps=0", ValueError, "max_steps must be at least 1, got 0"),
+    ("model.objective=imitation", ValueError, "imitation"),
+    ("model.grid_size=16", ValueError, "data.size"),
+    ("data.size=3", ValueError, "3"),
+    ("report_to=wandb", ValueError, "wandb"),
+    ("train.mixed_precision=fp8", ValueError, "fp8"),
+    ("no_equals_sign", ValueError, "section.key=value"),
+])
+def test_config_errors_name_the_value(recipe, override, error, match):
+    with pytest.raises(error, match=match):
+        recipe.load_config(config_path("pc_maze8"), [override])
+
+
+def test_cli_errors_exit_2(tmp_path):
+    from pc_transformers.cli import main
+
+    assert main(["train", "pc_maze8", "train.max_steps=-1"]) == 2
+    with pytest.raises(FileNotFoundError, match="nope"):
+        config_path("nope")
+    proc = run([sys.executable, TRAIN, "--config", config_path("pc_maze8"), f"output_dir={tmp_path}", "--resume"])
+    assert proc.returncode == 2 and "no checkpoint to resume from" in proc.stderr, proc.stderr[-2000:]
+
+
+# --- data order ------------------------------------------------------------------------------------------------
+
+def test_step_batch_sampler_is_resumable_and_covers_each_epoch(recipe):
+    full = list(recipe.StepBatchSampler(10, 4, num_batches=9, seed=3))
+    assert len(full) == 9 and all(len(b) == 4 for b in full)
+    flat = [i for b in full for i in b]
+    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))  # epochs are permutations
+    for start in range(9):
+        assert list(recipe.StepBatchSampler(10, 4, num_batches=9, seed=3, start=start)) == full[start:]
+    assert list(recipe.StepBatchSampler(10, 4, num_batches=9, seed=4)) != full
+
+
+# --- training, checkpoints, resume -----------------------------------------------------------------------------
+
+def test_train_writes_checkpoints_logs_and_resumes_to_identical_weights(recipe, tmp_path):
+    """Train 6 steps (dropout on, checkpoints every 3); then interrupt after step 3's checkpoint and resume."""
+    config = recipe.load_config(config_path("pc_maze8"), [*TINY, f"output_dir={tmp_path}", "train.max_steps=6",
+                                                          "save_every=3", "eval.every=3", "model.hidden_dropout=0.2",
+                                                          "save_total_limit=null"])
+    results = recipe.main(config)
+    checkpoints = tmp_path / "checkpoints"
+    assert (checkpoints / "last").read_text() == "step_000006"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["last", "step_000003", "step_000006"]  # no temporaries
+    for step in (3, 6):
+        ckpt = checkpoints / f"step_{step:06d}"
+        assert {"model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl"} <= {
+            p.name for p in (ckpt / "state").iterdir()}
+        assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == step
+        assert recipe.load_config(ckpt / "train_config.yaml") == config  # the resolved config reruns as is
+    final = tmp_path / "final"
+    assert same_weights(weights(final), weights(checkpoints / "step_000006" / "policy"))
+    assert not same_weights(weights(checkpoints / "step_000003" / "policy"), weights(final))
+    saved = json.loads((final / "results.json").read_text())
+    assert saved["success_rate"] == results["success_rate"] and saved["training"]["steps"] == 6
+    assert [e["step"] for e in saved["evaluations"]] == [3, 6]
+    assert yaml.safe_load((final / "train_config.yaml").read_text())["train"]["max_steps"] == 6
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in (tmp_path / "runs").rglob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    assert {"train/loss", "train/procedure_loss", "train/action_loss", "eval/success_rate", "perf/tokens_per_s",
+            "perf/examples_per_s"} <= tags, tags
+
+    uninterrupted = weights(final)
+    # The run "died" after step 3's checkpoint: remove what came later, and resume.
+    import shutil
+
+    shutil.rmtree(checkpoints / "step_000006")
+    shutil.rmtree(final)
+    (checkpoints / "last").write_text("step_000003")
+    resumed = recipe.main(config, resume=True)
+    assert same_weights(weights(final), uninterrupted)  # same data order, RNG (dropout) and optimizer state
+    assert resumed["training"]["steps"] == 6 and [e["step"] for e in resumed["evaluations"]] == [3, 6]
+
+    with pytest.raises(ValueError, match="differs from the checkpoint"):
+        recipe.main(recipe.load_config(config_path("pc_maze8"), [*TINY, f"output_dir={tmp_path}",
+                                                                 "train.max_steps=9"]), resume=True)
+
+
+def test_gradient_accumulation_matches_the_full_batch(recipe, tmp_path):
+    """batch 4 in one step == 2 micro-steps of 2 (the model's loss is not mis-scaled by accumulation)."""
+    common = [*TINY, "train.max_steps=2", "eval.every=0", "eval.final_mazes=0", "report_to=none", "save_every=0"]
+    recipe.main(recipe.load_config(config_path("bc_maze8"), [*common, f"output_dir={tmp_path / 'a'}"]))
+    recipe.main(recipe.load_config(config_path("bc_maze8"), [*common, f"output_dir={tmp_path / 'b'}",
+                                                             "train.gradient_accumulation_steps=2"]))
+    a, b = weights(tmp_path / "a" / "final"), weights(tmp_path / "b" / "final")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_train_cli_subprocess(tmp_path):
+    """`pc-transformers train CONFIG` runs recipes/train.py; the final policy evaluates with `pc-transformers evaluate`."""
+    proc = run([sys.executable, "-m", "pc_transformers.cli", "train", "bc_maze8", *TINY, f"output_dir={tmp_path}",
+                "train.max_steps=2", "eval.every=0"])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "bc: success" in proc.stdout and (tmp_path / "final" / "model.safetensors").is_file()
+    proc = run([sys.executable, "-m", "pc_transformers.cli", "evaluate", tmp_path / "final", "--mazes", "2",
+                "--starts", "1"])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+@pytest.mark.timeout(600)
+def test_train_two_processes(tmp_path):
+    """Data parallel over 2 CPU processes (gloo) with `accelerate launch`; checkpoints written once."""
+    proc = run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", TRAIN, "--config", config_path("pc_maze8"),
+                *TINY, f"output_dir={tmp_path}", "train.max_steps=4", "save_every=2", "eval.every=2"], timeout=540)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    results = json.loads((tmp_path / "final" / "results.json").read_text())
+    assert results["training"]["processes"] == 2 and results["training"]["steps"] == 4
+    state = tmp_path / "checkpoints" / "step_000004" / "state"
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in state.iterdir()}
+
+
+# --- Hub ---------------------------------------------------------------------------------------------------------
+
+CHECK_PUSHED = """
+import torch
+from huggingface_hub import HfApi, ModelCard, snapshot_download
+from safetensors.torch import load_file
+files = set(HfApi().list_repo_files("user/pc-trained"))
+assert {{"README.md", "model.safetensors", "config.json", "tokenizer.json", "modeling_pc.py", "train_config.yaml",
+        "results.json"}} <= files, files
+card = ModelCard.load("user/pc-trained")
+assert card.data.eval_results[0].metric_type == "success_rate", card.data
+assert "| train_seconds |" in card.text and "| steps | 2 |" in card.text, card.text
+assert "| step | training time (s) | validation success |" in card.text and "\\n| 2 | " in card.text, card.text
+local, hubbed = load_file({local!r}), load_file(snapshot_download("user/pc-trained") + "/model.safetensors")
+assert all(torch.equal(local[k], hubbed[k]) for k in local)
+print("TRAIN_PUSH_OK")
+"""
+
+
+def test_train_pushes_to_hub_from_the_config(hub_env, tmp_path):
+    env = {**hub_env, "HF_TOKEN": "test", "OMP_NUM_THREADS": "1"}
+    proc = run([sys.executable, TRAIN, "--config", config_path("pc_maze8"), *TINY, f"output_dir={tmp_path / 'run'}",
+                "train.max_steps=2", "eval.every=1", "report_to=none", "push_to_hub=user/pc-trained"], env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "pushed" in proc.stdout and "user/pc-trained" in proc.stdout
+    local = tmp_path / "run" / "final" / "model.safetensors"
+    assert "TRAIN_PUSH_OK" in run_client(hub_env, CHECK_PUSHED.format(local=str(local)), tmp_path)
+
+
+# --- fine-tuning with transformers.Trainer ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_checkpoint(recipe, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pretrained")
+    recipe.main(recipe.load_config(config_path("pc_maze8"), [*TINY, f"output_dir={out}", "train.max_steps=2",
+                                                             "eval.every=0", "eval.final_mazes=0", "report_to=none"]))
+    return out / "final"
+
+
+def test_finetune_trainer_to_a_larger_maze(small_checkpoint, tmp_path):
+    proc = run([sys.executable, FINETUNE, "--checkpoint", small_checkpoint, "--size", "6", "--wall_type", "blocks",
+                "--train_mazes", "1", "--trajectories", "1", "--eval_mazes", "2", "--eval_starts", "1",
+                "--output_dir", tmp_path, "--max_steps", "3", "--per_device_train_batch_size", "2",
+                "--learning_rate", "1e-3", "--logging_steps", "1", "--save_steps", "3", "--report_to", "none"])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    final = tmp_path / "final"
+    config = json.loads((final / "config.json").read_text())
+    assert config["grid_size"] == 6 and config["use_cache"] is True
+    before, after = weights(small_checkpoint), weights(final)
+    assert before.keys() == after.keys() and not same_weights(before, after)
+    results = json.loads((final / "results.json").read_text())
+    assert results["training"]["steps"] == 3 and results["zero_shot"] is not None and "success_rate" in results
+    assert (tmp_path / "checkpoint-3" / "model.safetensors").is_file()  # Trainer's own checkpoint
+
+    from pc_transformers.policy import PCPolicy
+
+    policy = PCPolicy.from_pretrained(final)
+    assert policy.model.config.grid_size == 6 and same_weights(policy.model.state_dict(), after)
+
+
+def test_finetune_cli_wrapper_and_errors(small_checkpoint, tmp_path, recipe):
+    proc = run([sys.executable, "-m", "pc_transformers.cli", "finetune", "--checkpoint", tmp_path / "missing",
+                "--output_dir", tmp_path / "out"])
+    assert proc.returncode == 2 and "finetune_trainer: error:" in proc.stderr and "missing" in proc.stderr
+
+    absolute = tmp_path / "absolute"
+    recipe.main(recipe.load_config(config_path("pc_maze8"), [*TINY, f"output_dir={absolute}", "train.max_steps=1",
+                                                             "model.position_encoding=absolute", "eval.every=0",
+                                                             "eval.final_mazes=0", "report_to=none"]))
+    proc = run([sys.executable, FINETUNE, "--checkpoint", absolute / "final", "--size", "6", "--output_dir",
+                tmp_path / "out", "--max_steps", "1"])
+    assert proc.returncode == 2 and "position_encoding='absolute'" in proc.stderr, proc.stderr[-2000:]
+
+
+# --- the README's main command -----------------------------------------------------------------------------------
+
+def test_demo_runs_end_to_end(tmp_path):
+    proc = run([sys.executable, "-m", "pc_transformers.cli", "demo", "--out", tmp_path, "--size", "5",
+                "--train-mazes", "1", "--trajectories", "1", "--test-mazes", "2", "--starts-per-maze", "1",
+                "--steps", "2", "--batch-size", "2"])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "PC  success" in proc.stdout and "BC  success" in proc.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    for objective in ("pc", "bc"):
+        assert results[objective]["objective"] == objective and results[objective]["episodes"] == 2
+        assert json.loads((tmp_path / objective / "final" / "config.json").read_text())["objective"] == objective
+    assert (tmp_path / "data" / "data" / "train-00000-of-00001.parquet").is_file()
