@@ -2,9 +2,12 @@
 
     pc-transformers generate maze --size 16 --wall-type tunnel --train-mazes 5 --trajectories 4 --out data/maze16
     pc-transformers demo --out outputs/demo
-    pc-transformers evaluate outputs/demo/pc --mazes 100 --starts 5
-    pc-transformers push outputs/demo/pc --repo-id me/pc-maze16 --results outputs/demo/results.json
+    pc-transformers train pc_maze16 train.max_steps=500          # recipes/train.py with a ready-made config
+    pc-transformers finetune --checkpoint outputs/pc_maze8/final --size 16 --output_dir outputs/ft16
+    pc-transformers evaluate outputs/demo/pc/final --mazes 100 --starts 5
+    pc-transformers push outputs/demo/pc/final --repo-id me/pc-maze16     # reads final/results.json
     pc-transformers push-dataset outputs/demo/data --repo-id me/maze16-bfs
+    pc-transformers visualize outputs/demo/pc/final --maze-seed 1000000 --out figures
 """
 
 from __future__ import annotations
@@ -71,7 +74,8 @@ def _add_evaluate(subparsers) -> None:
 def _add_push(subparsers) -> None:
     push = subparsers.add_parser("push", help="upload a PCPolicy checkpoint with a generated model card to the Hub")
     push.add_argument("checkpoint", help="directory written by PCPolicy.save_pretrained")
-    push.add_argument("--results", help="results JSON (pc-transformers evaluate --json-out, or the demo's results.json)")
+    push.add_argument("--results", help="results JSON (pc-transformers evaluate --json-out, the demo's results.json; "
+                                        "default: CHECKPOINT/results.json when a training run wrote one)")
     push.add_argument("--dataset-id", help="Hub dataset the policy was trained on (linked in the card)")
     push_dataset = subparsers.add_parser("push-dataset", help="upload an expert dataset directory to the Hub")
     push_dataset.add_argument("data_dir", help="directory written by pc-transformers generate maze")
@@ -87,25 +91,63 @@ def _push(args) -> None:
     if args.command == "push-dataset":
         url = push_dataset(args.data_dir, args.repo_id, token=args.token, private=args.private)
     else:
-        evaluation = training = None
+        evaluation = training = curve = None
+        if args.results is None and (Path(args.checkpoint) / "results.json").is_file():
+            args.results = Path(args.checkpoint) / "results.json"
         if args.results:
             config_file = Path(args.checkpoint) / "config.json"
             objective = json.loads(config_file.read_text()).get("objective") if config_file.is_file() else None
-            evaluation, training = results_for(read_results(args.results), objective)
+            evaluation, training, curve = results_for(read_results(args.results), objective)
         url = push_checkpoint(args.checkpoint, args.repo_id, token=args.token, private=args.private,
-                              eval_results=evaluation, training=training, dataset_id=args.dataset_id)
+                              eval_results=evaluation, training=training, dataset_id=args.dataset_id,
+                              curve=curve)
     print(f"pushed to {args.repo_id}: {url}")
+
+
+def _add_recipes(subparsers) -> None:
+    train = subparsers.add_parser("train", help="recipes/train.py: train a policy from a YAML config (Accelerate)")
+    train.add_argument("config", help="a YAML file, or a ready-made config name (pc_maze8, bc_maze16, ...)")
+    train.add_argument("--resume", action="store_true", help="continue from {output_dir}/checkpoints/last")
+    train.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_steps=100")
+    finetune = subparsers.add_parser("finetune", add_help=False,
+                                     help="recipes/finetune_trainer.py: fine-tune a checkpoint with transformers.Trainer")
+    finetune.add_argument("arguments", nargs=argparse.REMAINDER, help="the recipe's arguments (see --help)")
+
+
+def _add_visualize(subparsers) -> None:
+    visualize = subparsers.add_parser("visualize", help="PNG and GIF of a policy's procedure and path in one maze")
+    visualize.add_argument("checkpoint", help="a PCPolicy directory (e.g. outputs/demo/pc/final)")
+    visualize.add_argument("--maze-seed", type=int, required=True, help="maze seed (held-out seeds start at 1000000)")
+    visualize.add_argument("--wall-type", default="tunnel", help="maze generator of that seed")
+    visualize.add_argument("--start-seed", type=int, default=0, help="seeds the random start")
+    visualize.add_argument("--max-steps", type=int, default=100, help="episode cap")
+    visualize.add_argument("--out", default="figures", help="output directory")
+
+
+def _run_recipe(args) -> int:
+    from .recipes import config_path, load_recipe
+
+    if args.command == "finetune":
+        return load_recipe("finetune_trainer").cli(args.arguments)
+    options = ["--resume"] if args.resume else []
+    return load_recipe("train").cli(["--config", str(config_path(args.config)), *options, *args.overrides])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pc-transformers",
-                                     description="Procedure cloning in mazes: expert data, demo, evaluation.")
+                                     description="Procedure cloning in mazes: expert data, training, evaluation, Hub.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_generate(subparsers)
     _add_demo(subparsers)
     _add_evaluate(subparsers)
     _add_push(subparsers)
-    args = parser.parse_args(argv)
+    _add_recipes(subparsers)
+    _add_visualize(subparsers)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "finetune":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command == "finetune":
+        args.arguments = [*unknown, *args.arguments]
     try:
         if args.command == "generate":
             _generate_maze(args)
@@ -119,12 +161,20 @@ def main(argv: list[str] | None = None) -> int:
 
             options = {k: v for k, v in vars(args).items() if k != "command"}
             print(format_table(run_evaluation(**options, progress=sys.stderr.isatty())))
+        elif args.command == "visualize":
+            from .visualize import visualize
+
+            png, gif = visualize(args.checkpoint, args.maze_seed, out_dir=args.out, wall_type=args.wall_type,
+                                 start_seed=args.start_seed, max_steps=args.max_steps)
+            print(f"wrote {png} and {gif}")
+        elif args.command in ("train", "finetune"):
+            return _run_recipe(args)
         elif args.command in ("push", "push-dataset"):
             try:
                 _push(args)
             except RuntimeError as error:  # the Hub refused the push (the message names the repository)
                 raise ValueError(str(error)) from error
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, OSError) as error:  # OSError: also from_pretrained on a missing checkpoint
         print(f"pc-transformers {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0
