@@ -437,6 +437,7 @@ def finish(accelerator, model, tokenizer, config: TrainConfig, state: dict) -> d
                 "trajectories": config.data.trajectories, "size": config.data.size,
                 "wall_type": config.data.wall_type, "train_seconds": round(state["train_seconds"], 1),
                 "examples_per_s": round(state["examples"] / max(state["train_seconds"], 1e-9), 1),
+                "tokens_per_s": round(state["tokens"] / max(state["train_seconds"], 1e-9), 1),
                 "processes": accelerator.num_processes,
                 "hardware": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"}
     results = {"mazes": config.eval.final_mazes, "starts": config.eval.final_starts,

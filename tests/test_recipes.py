@@ -286,3 +286,19 @@ def test_demo_runs_end_to_end(tmp_path):
         assert results[objective]["objective"] == objective and results[objective]["episodes"] == 2
         assert json.loads((tmp_path / objective / "final" / "config.json").read_text())["objective"] == objective
     assert (tmp_path / "data" / "data" / "train-00000-of-00001.parquet").is_file()
+
+
+# --- the benchmark recipes ----------------------------------------------------------------------------------------
+
+def test_benchmark_recipes_run(small_checkpoint, tmp_path):
+    out = tmp_path / "bfs.json"
+    proc = run([sys.executable, REPO / "recipes" / "benchmarks" / "bfs_speed.py", "--sizes", "8", "--seconds", "0.1",
+                "--mazes", "2", "--starts", "2", "--json", out])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(out.read_text())
+    out = tmp_path / "acting.json"
+    proc = run([sys.executable, REPO / "recipes" / "benchmarks" / "acting_latency.py", small_checkpoint, "--mazes",
+                "2", "--starts", "1", "--batch-sizes", "2", "--json", out])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = json.loads(out.read_text())["runs"]
+    assert runs[0]["batch_size"] == 2 and runs[0]["cache"]["env_steps"] > 0

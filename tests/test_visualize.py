@@ -28,7 +28,7 @@ def _has_colour(image: Image.Image, rgb) -> bool:
 
 
 def test_differences_from_the_expert_are_outlined():
-    same, same_frames = render(_episode(lambda e: e.copy()), "PC")
+    same, _ = render(_episode(lambda e: e.copy()), "PC")
     assert not _has_colour(same, WRONG)
 
     def one_wrong_cell(expert):
