@@ -40,7 +40,8 @@ setup(
         "tensorboard>=2.14",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "scipy>=1.11", "networkx>=3.2"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "scipy>=1.11", "networkx>=3.2", "matplotlib>=3.7"],
+        "bench": ["matplotlib>=3.7"],  # the benchmark's plots
         "minatar": ["minatar>=1.0.15"],
     },
     entry_points={"console_scripts": ["pc-transformers=pc_transformers.cli:main"]},

@@ -211,10 +211,6 @@ def load_config(path, overrides=()) -> TrainConfig:
     return typed(TrainConfig, values)
 
 
-def as_dict(config: TrainConfig) -> dict:
-    return dataclasses.asdict(config)
-
-
 # ---------------------------------------------------------------------------------------------------------- data
 class StepBatchSampler(torch.utils.data.Sampler):
     """Global batches of example indices, from batch ``start`` on: epochs of seeded permutations, one after the
@@ -252,6 +248,12 @@ def load_data(config: TrainConfig):
 
 
 # ------------------------------------------------------------------------------------------------------ training
+def new_window() -> dict:
+    """What is summed between two log steps: losses, examples, tokens, and when the window started."""
+    return {"loss": [], "procedure_loss": [], "action_loss": [], "examples": 0, "tokens": 0,
+            "start": time.perf_counter()}
+
+
 def train_step(model, batch, accelerator, optimizer, scheduler, max_grad_norm: float):
     """One micro-step; the optimizer steps when Accelerate has accumulated a full batch."""
     with accelerator.accumulate(model):
@@ -291,7 +293,7 @@ def save_checkpoint(accelerator, model, tokenizer, config: TrainConfig, state: d
     if accelerator.is_main_process:
         PCPolicy(accelerator.unwrap_model(model), tokenizer, seed=config.seed).save_pretrained(tmp / "policy")
         accelerator.unwrap_model(model).train()  # PCPolicy put it in eval mode
-        (tmp / "train_config.yaml").write_text(yaml.safe_dump(as_dict(config), sort_keys=False))
+        (tmp / "train_config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -310,7 +312,7 @@ def last_checkpoint(config: TrainConfig) -> Path:
         raise FileNotFoundError(f"--resume: no checkpoint to resume from ({str(pointer)!r} does not exist)")
     checkpoint = pointer.parent / pointer.read_text().strip()
     saved = yaml.safe_load((checkpoint / "train_config.yaml").read_text())
-    changed = sorted(k for k in saved if saved[k] != as_dict(config).get(k) and k != "push_to_hub")
+    changed = sorted(k for k in saved if saved[k] != dataclasses.asdict(config).get(k) and k != "push_to_hub")
     if changed:
         raise ValueError(f"--resume: the config differs from the checkpoint's {str(checkpoint)!r} in {changed}; "
                          f"resume with the same config (or start a new output_dir)")
@@ -363,13 +365,12 @@ def main(config: TrainConfig, resume: bool = False) -> dict:
 
     run_name = config.run_name or f"{config.objective}-maze{config.data.size}-{config.data.wall_type}-seed{config.seed}"
     hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
-               for k, v in _flatten(as_dict(config)).items()}
+               for k, v in _flatten(dataclasses.asdict(config)).items()}
     accelerator.init_trackers(run_name, config=hparams)
     validation = maze_splits(0, 0, num_validation=config.eval.mazes).validation
     bar = tqdm(total=args.max_steps, initial=state["step"], desc=f"train {config.objective}",
                disable=not accelerator.is_local_main_process)
-    window = {"loss": [], "procedure_loss": [], "action_loss": [], "examples": 0, "tokens": 0,
-              "start": time.perf_counter()}
+    window = new_window()
     model.train()
     for micro_step, batch in enumerate(loader, start=sampler.start + 1):
         outputs = train_step(model, batch, accelerator, optimizer, scheduler, args.max_grad_norm)
@@ -401,7 +402,7 @@ def main(config: TrainConfig, resume: bool = False) -> dict:
             state["train_seconds"] += seconds
             state["examples"] += window["examples"]
             state["tokens"] += window["tokens"]
-            window = {"loss": [], "procedure_loss": [], "action_loss": [], "examples": 0, "tokens": 0}
+            window = new_window()
         if is_eval_step:
             metrics = rollouts(accelerator, model, tokenizer, config, validation, config.eval.starts)
             if metrics:
@@ -431,7 +432,7 @@ def finish(accelerator, model, tokenizer, config: TrainConfig, state: dict) -> d
     final = Path(config.output_dir) / "final"
     shutil.rmtree(final, ignore_errors=True)
     PCPolicy(accelerator.unwrap_model(model), tokenizer, seed=config.seed).save_pretrained(final)
-    (final / "train_config.yaml").write_text(yaml.safe_dump(as_dict(config), sort_keys=False))
+    (final / "train_config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
     training = {"objective": config.objective, "steps": state["step"], "batch_size": config.train.batch_size,
                 "learning_rate": config.train.learning_rate, "train_mazes": config.data.train_mazes,
                 "trajectories": config.data.trajectories, "size": config.data.size,

@@ -302,3 +302,21 @@ def test_benchmark_recipes_run(small_checkpoint, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = json.loads(out.read_text())["runs"]
     assert runs[0]["batch_size"] == 2 and runs[0]["cache"]["env_steps"] > 0
+
+
+@pytest.mark.timeout(600)
+def test_maze_generalization_benchmark_quick(tmp_path):
+    """The benchmark's CI configuration: every method, 8x8, a few steps; outputs exist, quality is not asserted."""
+    proc = run([sys.executable, REPO / "recipes" / "benchmarks" / "maze_generalization.py", "--quick", "--out",
+                tmp_path], timeout=540)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    methods = {"pc_markov", "pc_autoregressive", "pc_absolute", "convnet_pc", "bc", "aux_bc"}
+    assert {r["method"] for r in results["runs"]} == methods and results["matmul_peak_gflops"] > 0
+    for r in results["runs"]:
+        assert 0 <= r["success_rate"] <= 1 and r["episodes"] == 2
+        assert [a["batch"] for a in r["efficiency"]["acting"]] == [1, 2]
+        if r["method"] != "convnet_pc":
+            assert 0 < r["efficiency"]["mfu"] < 1 and r["efficiency"]["train_gflops_per_example"] > 0
+    for name in ("table.md", "success_vs_train_mazes.png", "success_vs_time.png", "best_pc/model.safetensors"):
+        assert (tmp_path / name).is_file(), name
