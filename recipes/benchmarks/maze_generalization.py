@@ -27,6 +27,7 @@ the best PC checkpoint in ``best_pc/`` (push it with ``pc-transformers push``).
 """
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -40,7 +41,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pc_transformers.data import MazeDataConfig, generate_maze_dataset, load_maze_dataset, save_maze_dataset
+from pc_transformers.data import (
+    MazeDataConfig,
+    generate_maze_dataset,
+    load_maze_dataset,
+    save_maze_dataset,
+)
 from pc_transformers.envs import maze_splits
 from pc_transformers.evaluation import evaluate_policy
 from pc_transformers.procedures.bfs_maps import GOAL, UNREACHED
@@ -64,7 +70,7 @@ class ConvPC(nn.Module):
     def __init__(self, channels=(64, 64, 128, 128)):
         super().__init__()
         sizes = (3 + NUM_VALUES, *channels)
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(sizes, sizes[1:]))
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in itertools.pairwise(sizes))
         self.head = nn.Conv2d(sizes[-1], NUM_VALUES, 3, padding=1)
 
     def forward(self, state, previous):  # state (B, 3, H, W) float; previous (B, H, W) long
@@ -300,8 +306,8 @@ def efficiency(method, run, policy_or_dir, dataset, peak_gflops, size, args) -> 
 
 def table(results) -> str:
     lines = [f"Hardware: {results['hardware']}; fp32 matmul peak {results['matmul_peak_gflops']:.1f} GFLOP/s.", "",
-             "| method | size | train mazes | success (unseen) | 95% CI | steps | train s | examples/s | MFU | "
-             "acting ms/step (batch: ms) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             ("| method | size | train mazes | success (unseen) | 95% CI | steps | train s | examples/s | MFU | "
+              "acting ms/step (batch: ms) |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["runs"]:
         eff = r.get("efficiency") or {}
         acting = ", ".join(f"{a['batch']}: {a['ms_per_env_step']:.2f}" for a in eff.get("acting", []))
