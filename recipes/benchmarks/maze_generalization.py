@@ -190,19 +190,20 @@ def acting_cost(policy, size: int, wall_type: str, batch: int, episodes: int, se
 
 # ----------------------------------------------------------------------------------------------------- runs
 def dataset_for(out: Path, size: int, train_mazes: int, seed: int):
+    """The setting's data config, its directory and the dataset (generated once, then read back)."""
+    config = MazeDataConfig(size=size, train_mazes=train_mazes, test_mazes=0, trajectories=4, seed=seed)
     data_dir = out / "data" / f"maze{size}_train{train_mazes}"
     if (data_dir / "data").is_dir():
-        return data_dir, load_maze_dataset(data_dir)
-    config = MazeDataConfig(size=size, train_mazes=train_mazes, test_mazes=0, trajectories=4, seed=seed)
+        return config, data_dir, load_maze_dataset(data_dir)
     dataset = generate_maze_dataset(config)
     save_maze_dataset(dataset, data_dir, config)
-    return data_dir, dataset
+    return config, data_dir, dataset
 
 
-def run_transformer(recipe, method, data_dir, size, train_mazes, args, run_dir: Path) -> dict:
+def run_transformer(recipe, method, data_config, data_dir, args, run_dir: Path) -> dict:
     config = recipe.TrainConfig(
         output_dir=str(run_dir), seed=args.seed, dataset=str(data_dir),
-        data=MazeDataConfig(size=size, train_mazes=train_mazes, test_mazes=0, trajectories=4, seed=args.seed),
+        data=data_config,
         model=dict(TRANSFORMERS[method]),
         train=recipe.OptimArgs(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                lr_scheduler=args.lr_scheduler, warmup_steps=min(50, args.steps // 10)),
@@ -247,7 +248,7 @@ def main(argv=None) -> dict:
     results["matmul_peak_gflops"] = matmul_peak_flops() / 1e9
     best = None
     for size, train_mazes in settings:
-        data_dir, dataset = dataset_for(out, size, train_mazes, args.seed)
+        data_config, data_dir, dataset = dataset_for(out, size, train_mazes, args.seed)
         for method in args.methods:
             print(f"== {method}: {size}x{size}, {train_mazes} training mazes", flush=True)
             run_dir = out / "runs" / f"maze{size}_train{train_mazes}_{method}"
@@ -261,7 +262,7 @@ def main(argv=None) -> dict:
                 run = {**metrics, "success_ci95": list(metrics["success_ci95"]), "training": training,
                        "evaluations": []}
             else:
-                run = run_transformer(recipe, method, data_dir, size, train_mazes, args, run_dir)
+                run = run_transformer(recipe, method, data_config, data_dir, args, run_dir)
                 policy_dir = run_dir / "final"
             run = {"method": method, "size": size, "train_mazes": train_mazes,
                    "wall_seconds": round(time.perf_counter() - wall, 1), **run}
