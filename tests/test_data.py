@@ -379,3 +379,50 @@ def test_cli_bad_arguments_exit_2_naming_the_value(tmp_path, capsys, args, messa
     assert code == 2
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------ symmetry augmentation
+def test_dihedral_images_are_the_eight_symmetries_of_the_square():
+    from pc_transformers.data.maze_dataset import dihedral, dihedral_cell
+
+    grid = np.arange(25).reshape(5, 5)
+    images = [dihedral(grid, s) for s in range(8)]
+    assert len({image.tobytes() for image in images}) == 8  # all distinct on an asymmetric grid
+    assert np.array_equal(images[0], grid)
+    assert np.array_equal(images[1], np.rot90(grid)) and np.array_equal(images[4], grid[:, ::-1])
+    for s, image in enumerate(images):
+        for cell in ((0, 0), (1, 3), (4, 2)):
+            assert image[dihedral_cell(cell, 5, s)] == grid[cell]  # cells move with their contents
+    with pytest.raises(ValueError, match="symmetry must be in"):
+        dihedral(grid, 8)
+    with pytest.raises(ValueError, match="square grid"):
+        dihedral(np.zeros((3, 4)), 1)
+    with pytest.raises(ValueError, match="augment must be one of"):
+        tiny_config(augment="rot90")
+
+
+@pytest.mark.parametrize("procedure_format", FORMATS)
+def test_dihedral_augmentation_asks_the_expert_on_every_image(procedure_format):
+    from pc_transformers.data.maze_dataset import dihedral, dihedral_cell
+
+    plain = generate_maze_dataset(tiny_config(procedure_format, train_mazes=2, test_mazes=1), progress=False)
+    augmented = generate_maze_dataset(tiny_config(procedure_format, train_mazes=2, test_mazes=1, augment="dihedral"),
+                                      progress=False)
+    train = augmented["train"]
+    assert sorted(set(train["symmetry"])) == list(range(8))
+    assert set(augmented["test"]["symmetry"]) == {0}  # held-out data is never augmented
+    assert augmented["test"].to_list() == plain["test"].to_list()
+    originals = [row for row in train.to_list() if row["symmetry"] == 0]
+    plain_rows = plain["train"].to_list()
+    assert originals == plain_rows  # the original data, unchanged
+    by_key = {(r["maze_seed"], r["trajectory"], r["step"]): r for r in train.with_format("numpy") if r["symmetry"] == 0}
+    for row in train.with_format("numpy"):
+        symmetry = int(row["symmetry"])
+        source = by_key[(int(row["maze_seed"]), int(row["trajectory"]), int(row["step"]))]
+        walls = dihedral(np.asarray(source["walls"]), symmetry)
+        goal = dihedral_cell(tuple(source["goal"]), SIZE, symmetry)
+        agent = dihedral_cell(tuple(source["agent"]), SIZE, symmetry)
+        assert np.array_equal(row["walls"], walls) and tuple(row["goal"]) == goal and tuple(row["agent"]) == agent
+        expert = EXPERTS[procedure_format](walls, goal, agent)  # asked again on the image, from scratch
+        assert record_from_row(row, procedure_format) == expert and int(row["action"]) == expert.action
+        assert int(row["distance"]) == int(source["distance"])

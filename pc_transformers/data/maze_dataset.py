@@ -1,7 +1,14 @@
 """Expert datasets: BFS-expert rollouts in mazes as Hugging Face `datasets` (Parquet, explicit `Features`).
 
 One row is one decision of the expert: the maze, the goal, the agent's cell, the expert's procedure and its action.
-Rows of the same maze and trajectory are consecutive, ``step`` counts within a trajectory.
+Rows of the same maze, trajectory and symmetry are consecutive, ``step`` counts within a trajectory.
+
+Symmetry augmentation (``augment="dihedral"``, training split only): every expert trajectory is also written in the 7
+other images of the square under rotations and reflections. The walls, goal and the agent's cells along the trajectory
+are transformed, and the expert is asked again on the transformed maze (so the procedure and the action follow its own
+tie-breaking, never a remapped copy that could disagree with it). The maze layouts and the start cells stay those of
+the original data budget; only their symmetric images are added. The ``symmetry`` column says which image a row is
+(0: the original, see `dihedral`).
 
 On disk (the layout of a Hub dataset repository, so it can be pushed as is)::
 
@@ -30,6 +37,27 @@ from ..grid import ACTION_NAMES
 from ..procedures import BFSMapsRecord, BFSTraceRecord, all_bfs_maps, bfs_trace, record_from_maps
 
 PROCEDURE_COLUMNS = {"bfs_maps": ("maps",), "bfs_trace": ("visited", "path")}
+AUGMENTATIONS = ("none", "dihedral")
+NUM_SYMMETRIES = 8
+
+
+def dihedral(grid: np.ndarray, symmetry: int) -> np.ndarray:
+    """Image of a ``(size, size, ...)`` array under symmetry ``0 … 7`` of the square: ``symmetry % 4`` quarter turns
+    (``np.rot90``), then a left-right reflection if ``symmetry >= 4``. Symmetry 0 is the identity."""
+    if not 0 <= symmetry < NUM_SYMMETRIES:
+        raise ValueError(f"symmetry must be in [0, {NUM_SYMMETRIES}), got {symmetry!r}")
+    if grid.ndim < 2 or grid.shape[0] != grid.shape[1]:
+        raise ValueError(f"dihedral images need a square grid, got shape {grid.shape}")
+    out = np.rot90(grid, symmetry % 4, axes=(0, 1))
+    return np.ascontiguousarray(out[:, ::-1] if symmetry >= 4 else out)
+
+
+def dihedral_cell(cell, size: int, symmetry: int) -> tuple[int, int]:
+    """Where ``cell`` (x, y) of a ``size × size`` grid lands in its image under `dihedral` ``symmetry``."""
+    marker = np.zeros((size, size), dtype=bool)
+    marker[tuple(cell)] = True
+    x, y = np.argwhere(dihedral(marker, symmetry))[0]
+    return int(x), int(y)
 
 
 @dataclass(frozen=True)
@@ -45,6 +73,8 @@ class MazeDataConfig:
         procedure_format: ``bfs_maps`` or ``bfs_trace``.
         max_steps: cap on a trajectory's length (the paper: 100).
         seed: seeds the random starts.
+        augment: ``none``, or ``dihedral`` to add the 7 rotated/reflected images of every training trajectory (the
+            test split is never augmented).
     """
 
     size: int = 16
@@ -55,12 +85,15 @@ class MazeDataConfig:
     procedure_format: str = "bfs_maps"
     max_steps: int = 100
     seed: int = 0
+    augment: str = "none"
 
     def __post_init__(self):
         # Fail at construction, not at the first maze: make a throwaway maze of this size and wall type.
         make_maze(self.size, self.wall_type, seed=0)
         if self.procedure_format not in PROCEDURE_COLUMNS:
             raise ValueError(f"procedure_format must be one of {tuple(PROCEDURE_COLUMNS)}, got {self.procedure_format!r}")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
         for name in ("train_mazes", "test_mazes", "trajectories", "max_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (name in ("trajectories", "max_steps") and value == 0):
@@ -77,6 +110,7 @@ def maze_features(size: int, procedure_format: str) -> Features:
         "goal": List(Value("int16"), length=2),
         "agent": List(Value("int16"), length=2),
         "distance": Value("int32"),
+        "symmetry": Value("int8"),
         "action": ClassLabel(names=list(ACTION_NAMES)),
     }
     if procedure_format == "bfs_maps":
@@ -100,37 +134,53 @@ def record_from_row(row: dict, procedure_format: str):
     raise ValueError(f"procedure_format must be one of {tuple(PROCEDURE_COLUMNS)}, got {procedure_format!r}")
 
 
+def _expert_row(config: MazeDataConfig, walls, goal, agent, maps) -> tuple[int, dict]:
+    """The expert's action and procedure columns at one state (``maps``: the maze's goal-rooted maps, or None)."""
+    if maps is not None:
+        record = record_from_maps(maps, agent)
+        return record.action, {"maps": record.maps}
+    record = bfs_trace(walls, goal, agent)
+    return record.action, {"visited": record.visited, "path": record.path}
+
+
 def _rollouts(config: MazeDataConfig, maze_seeds, split: str, progress: bool):
-    """Yield one row per expert decision on the given mazes."""
+    """Yield one row per expert decision on the given mazes (and their symmetric images when augmenting)."""
+    symmetries = range(NUM_SYMMETRIES) if split == "train" and config.augment == "dihedral" else range(1)
     for maze_seed in tqdm(maze_seeds, desc=f"{split} mazes", disable=not progress, leave=False):
         env = MazeEnv(size=config.size, wall_type=config.wall_type, maze_seed=int(maze_seed))
-        # Goal-rooted maps do not depend on the agent: compute them once per maze, slice them per decision.
-        maps = all_bfs_maps(env.walls, env.goal) if config.procedure_format == "bfs_maps" else None
+        images = []
+        for symmetry in symmetries:
+            walls, goal = dihedral(env.walls, symmetry), dihedral_cell(env.goal, config.size, symmetry)
+            # Goal-rooted maps do not depend on the agent: compute them once per maze, slice them per decision.
+            maps = all_bfs_maps(walls, goal) if config.procedure_format == "bfs_maps" else None
+            images.append((symmetry, walls, goal, maps))
         for trajectory in range(config.trajectories):
             reset_seed = np.random.SeedSequence([config.seed, int(maze_seed), trajectory]).generate_state(1)[0]
             _, info = env.reset(seed=int(reset_seed))
-            for step in range(config.max_steps):
-                agent = env.agent
-                if maps is not None:
-                    record = record_from_maps(maps, agent)
-                    procedure = {"maps": record.maps}
-                else:
-                    record = bfs_trace(env.walls, env.goal, agent)
-                    procedure = {"visited": record.visited, "path": record.path}
-                yield {
-                    "maze_seed": int(maze_seed),
-                    "trajectory": trajectory,
-                    "step": step,
-                    "walls": env.walls,
-                    "goal": list(env.goal),
-                    "agent": list(agent),
-                    "distance": int(info["distance"]),
-                    "action": record.action,
-                    **procedure,
-                }
-                _, _, terminated, _, info = env.step(record.action)
+            visited = []  # (agent, distance, action, procedure) along the expert's trajectory in the original maze
+            for _ in range(config.max_steps):
+                action, procedure = _expert_row(config, env.walls, env.goal, env.agent, images[0][3])
+                visited.append((env.agent, int(info["distance"]), action, procedure))
+                _, _, terminated, _, info = env.step(action)
                 if terminated:
                     break
+            for symmetry, walls, goal, maps in images:
+                for step, (agent, distance, action, procedure) in enumerate(visited):
+                    if symmetry:
+                        agent = dihedral_cell(agent, config.size, symmetry)
+                        action, procedure = _expert_row(config, walls, goal, agent, maps)
+                    yield {
+                        "maze_seed": int(maze_seed),
+                        "trajectory": trajectory,
+                        "step": step,
+                        "walls": walls,
+                        "goal": list(goal),
+                        "agent": list(agent),
+                        "distance": distance,  # distances are invariant under the symmetries
+                        "symmetry": symmetry,
+                        "action": action,
+                        **procedure,
+                    }
 
 
 def generate_maze_dataset(config: MazeDataConfig | None = None, progress: bool = True, **kwargs) -> DatasetDict:
@@ -194,6 +244,7 @@ expert: the maze, the goal, the agent's cell, the expert's procedure (`{config.p
   layout and the goal. Test maze seeds come from a range disjoint from the training seeds.
 - {config.trajectories} expert trajectories per maze, each from a uniformly random free start, capped at
   {config.max_steps} steps.
+- Augmentation `{config.augment}`{": every training trajectory also appears in the 7 rotated/reflected images of its maze (column `symmetry`), with the expert asked again there" if config.augment == "dihedral" else ""}.
 - Procedure format `{config.procedure_format}`: see the token grammar in `pc_transformers/tokenization_pc.py`.
 - Actions: 0 = x+1 (down), 1 = y+1 (right), 2 = x−1 (up), 3 = y−1 (left).
 - Generated with datasets {datasets.__version__}, numpy {np.__version__}, Python {platform.python_version()}.
@@ -205,7 +256,7 @@ expert: the maze, the goal, the agent's cell, the expert's procedure (`{config.p
 {rows}
 
 Columns: `maze_seed`, `trajectory`, `step`, `walls` (bool, size×size), `goal`, `agent` ((x, y)), `distance`
-(shortest distance to the goal), `action`, and the procedure: {", ".join(f"`{c}`" for c in PROCEDURE_COLUMNS[config.procedure_format])}.
+(shortest distance to the goal), `symmetry` (0: original maze, 1–7: rotated/reflected image), `action`, and the procedure: {", ".join(f"`{c}`" for c in PROCEDURE_COLUMNS[config.procedure_format])}.
 
 ## Citation
 

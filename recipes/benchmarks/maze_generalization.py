@@ -16,7 +16,9 @@ Methods (the transformers share one backbone: 3 layers, d=64, 4 heads, trained b
 - ``bc``: state → action; ``aux_bc``: BC whose state representation also predicts the procedure.
 
 Each (maze size, number of training mazes) gets one expert dataset (4 trajectories per maze, the paper's budget)
-shared by all methods. Evaluation: ``--eval-mazes`` unseen test mazes × ``--eval-starts`` random starts, episodes
+shared by all methods; ``--augment dihedral`` adds the 7 rotated/reflected images of every training trajectory (the
+same mazes and starts, the expert asked again on each image), and ``--keep-best`` ends each transformer with its best
+validation weights. Evaluation: ``--eval-mazes`` unseen test mazes × ``--eval-starts`` random starts, episodes
 capped at 100 steps. Efficiency, per transformer method in the main setting: examples/s and tokens/s in training,
 model FLOPs utilization (training FLOP/s counted by ``torch.utils.flop_counter`` over the measured throughput,
 divided by this machine's fp32 matmul peak measured in the same run), and acting cost (ms per environment step and
@@ -189,10 +191,11 @@ def acting_cost(policy, size: int, wall_type: str, batch: int, episodes: int, se
 
 
 # ----------------------------------------------------------------------------------------------------- runs
-def dataset_for(out: Path, size: int, train_mazes: int, seed: int):
+def dataset_for(out: Path, size: int, train_mazes: int, seed: int, augment: str = "none"):
     """The setting's data config, its directory and the dataset (generated once, then read back)."""
-    config = MazeDataConfig(size=size, train_mazes=train_mazes, test_mazes=0, trajectories=4, seed=seed)
-    data_dir = out / "data" / f"maze{size}_train{train_mazes}"
+    config = MazeDataConfig(size=size, train_mazes=train_mazes, test_mazes=0, trajectories=4, seed=seed,
+                            augment=augment)
+    data_dir = out / "data" / f"maze{size}_train{train_mazes}{'' if augment == 'none' else '_' + augment}"
     if (data_dir / "data").is_dir():
         return config, data_dir, load_maze_dataset(data_dir)
     dataset = generate_maze_dataset(config)
@@ -208,7 +211,7 @@ def run_transformer(recipe, method, data_config, data_dir, args, run_dir: Path) 
         train=recipe.OptimArgs(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                lr_scheduler=args.lr_scheduler, warmup_steps=min(50, args.steps // 10)),
         eval=recipe.EvalArgs(every=args.eval_every, mazes=args.val_mazes, starts=2, final_mazes=args.eval_mazes,
-                             final_starts=args.eval_starts),
+                             final_starts=args.eval_starts, keep_best=args.keep_best),
         save_every=0, save_total_limit=1, report_to="none",
     )
     return recipe.main(config)
@@ -232,6 +235,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--eval-mazes", type=int, default=100)
     parser.add_argument("--eval-starts", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--augment", default="none", choices=["none", "dihedral"],
+                        help="dihedral: every training trajectory also in the 7 rotated/reflected images of its maze, "
+                             "the expert asked again there (all methods get the same data)")
+    parser.add_argument("--keep-best", action="store_true",
+                        help="transformers end with the weights of their best validation evaluation (eval.keep_best)")
     parser.add_argument("--quick", action="store_true", help="8x8, 2 training mazes, 3 steps, 2 test mazes (smoke)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -248,7 +256,7 @@ def main(argv=None) -> dict:
     results["matmul_peak_gflops"] = matmul_peak_flops() / 1e9
     best = None
     for size, train_mazes in settings:
-        data_config, data_dir, dataset = dataset_for(out, size, train_mazes, args.seed)
+        data_config, data_dir, dataset = dataset_for(out, size, train_mazes, args.seed, args.augment)
         for method in args.methods:
             print(f"== {method}: {size}x{size}, {train_mazes} training mazes", flush=True)
             run_dir = out / "runs" / f"maze{size}_train{train_mazes}_{method}"
