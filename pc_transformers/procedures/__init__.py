@@ -5,6 +5,7 @@ name            record                      procedure
 ==============  ==========================  ===============================================================
 ``bfs_maps``    `BFSMapsRecord`             BFS from the goal, one cumulative map per level (format A)
 ``bfs_trace``   `BFSTraceRecord`            BFS from the agent cell by cell, then the backtracked path (format B)
+``mcts``        `MCTSRecord`                UCT search on a game snapshot: root branches, principal variation
 ==============  ==========================  ===============================================================
 
 ``get_procedure(name)(walls, goal, agent)`` runs one; see `base` to plug in your own.
@@ -29,6 +30,12 @@ from pc_transformers.procedures.bfs_maps import (
     record_from_maps,
 )
 from pc_transformers.procedures.bfs_trace import BFSTrace, BFSTraceRecord, bfs_trace
+from pc_transformers.procedures.mcts import (  # registers "mcts" for the tokenizer; imports no minatar
+    MCTS_WORDS,
+    MCTSConfig,
+    MCTSExpert,
+    MCTSRecord,
+)
 
 __all__ = [
     "Procedure",
@@ -48,4 +55,8 @@ __all__ = [
     "BFSTrace",
     "BFSTraceRecord",
     "bfs_trace",
+    "MCTSConfig",
+    "MCTSExpert",
+    "MCTSRecord",
+    "MCTS_WORDS",
 ]
