@@ -19,11 +19,14 @@ Token layout (grammar: ``tokenization_pc.py``; N = grid_size², M maps)::
   absolute position enters, so the step model is local and translation-equivariant like BFS itself (REFERENCE.md;
   the prototype of issue 3). The state block attends globally (offsets clipped), which BC needs.
   ``position_encoding="absolute"`` is the ablation: absolute cell embeddings and global attention within blocks.
-* **Text-like formats** (``bfs_trace``): the state is read bidirectionally (a prefix), the procedure tokens are decoded
-  token by token, causally, with learned 1D positions.
-* **Action readout**: the logits at ``<act>`` are read at the agent's cell — in the last map for grid PC (the paper reads
-  the action at the agent's cell of the last map), in the state for BC and auxiliary BC — so the step model never needs
-  to see the agent (``config.hide_agent``). Text-like PC predicts the action as the next token.
+* **Text-like formats** (``bfs_trace``, MinAtar's ``mcts``): the state is read bidirectionally (a prefix), the
+  procedure tokens are decoded token by token, causally, with learned 1D positions.
+* **Action readout**: mazes read the logits at ``<act>`` at the agent's cell — in the last map for grid PC (the paper
+  reads the action at the agent's cell of the last map), in the state for BC and auxiliary BC — so the step model never
+  needs to see the agent (``config.hide_agent``). Text-like PC predicts the action as the next token. MinAtar has no
+  agent cell (``config.action_readout == "act_token"``): BC and auxiliary BC read the action at ``<act>`` itself,
+  which attends to ``<s>`` and the state only and takes the position right after the state, so the action of
+  ``<s> state <proc> … <act>`` equals that of ``<s> state <act>`` (auxiliary BC acts from the state, as BC does).
 
 Glossary of dimension letters: B batch, T new tokens (queries), S all tokens (keys: cached + new), D hidden size,
 H heads, K head dim, V vocabulary, N grid cells, G grid side, R bias relations.
@@ -183,6 +186,36 @@ def _tiles(x: torch.Tensor, grid: int, kernel: int, padding: int) -> torch.Tenso
     return regions.reshape(b, tiles * h, nb * kernel * kernel, k)
 
 
+def _query_tiles(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """`_tiles` for the queries (``kernel = stride = TILE``, no padding): the tiles do not overlap, so when TILE divides
+    the grid this is a reshape and a permutation, with no im2col/col2im copies in the forward and backward passes."""
+    if grid % TILE:
+        return _tiles(x, grid, TILE, 0)
+    b, h, length, k = x.shape
+    nb, per_side = length // (grid * grid), grid // TILE
+    x = x.reshape(b, h, nb, per_side, TILE, per_side, TILE, k)  # rows = (tile row, row in tile), same for columns
+    x = x.permute(0, 3, 5, 1, 2, 4, 6, 7)  # (B, tile row, tile col, H, nb, TILE, TILE, K)
+    return x.reshape(b, per_side * per_side * h, nb * TILE * TILE, k)
+
+
+def _untile(out: torch.Tensor, grid: int, nq: int, q_cell: torch.Tensor) -> torch.Tensor:
+    """Attention output ``(B, nq·TILE², tiles·H, K)`` (tile-major) → ``(B, nq, N, H·K)`` in cell order."""
+    b, _, th, kd = out.shape
+    tiles = q_cell.shape[0]
+    h = th // tiles
+    out = out.reshape(b, nq, TILE * TILE, tiles, h * kd).permute(0, 1, 3, 2, 4)  # (B, nq, tiles, TILE², H·K)
+    if grid % TILE == 0:  # no padding cells: the tile-major order is a permutation of rows and columns
+        per_side = grid // TILE
+        out = out.reshape(b, nq, per_side, per_side, TILE, TILE, h * kd).permute(0, 1, 2, 4, 3, 5, 6)
+        return out.reshape(b, nq, grid * grid, h * kd)
+    out = out.reshape(b, nq, -1, h * kd)
+    order = q_cell.flatten()  # tile-major cell order
+    keep = order >= 0
+    cells = torch.empty(b, nq, grid * grid, h * kd, dtype=out.dtype, device=out.device)
+    cells[:, :, order[keep]] = out[:, :, keep]
+    return cells
+
+
 _TILE_GEOMETRY: dict = {}
 
 
@@ -279,9 +312,30 @@ class PCAttention(nn.Module):
             # Every Markov block sees only itself: one plan (and one mask) serves the whole batch of blocks.
             plan = WindowPlan(1, plan.query_block[:1], plan.key_block[:1], plan.key_block_valid[:1], False)
         q_xy, k_xy, on_grid, q_cell = _tile_geometry(g, w, q.device)
-        tiles = q_xy.shape[0]
-        qt = _tiles(q, g, TILE, 0)  # (B, tiles·H, nq·TILE², K)
+        qt = _query_tiles(q, g)  # (B, tiles·H, nq·TILE², K)
         kt, vt = _tiles(k, g, halo, w), _tiles(v, g, halo, w)  # (B, tiles·H, nk·halo², K)
+        mask = self._window_mask(plan, q.dtype, q.device)
+        out, weights = self._attend(qt, kt, vt, mask, output_attentions)  # (B, nq·TILE², tiles·H, K)
+        cells = _untile(out, g, nq, q_cell)  # (B, nq, N, H·K)
+        return self.o_proj(cells.reshape(b, nq * n, h * kd)), weights
+
+    def _window_mask(self, plan: WindowPlan, dtype, device) -> torch.Tensor:
+        """The additive mask ``(B|1, tiles·H, nq·TILE², nk·halo²)`` of `_windowed`: relative bias inside the windows
+        the plan makes visible, the dtype's minimum elsewhere. Markov masks are the same for every call with the same
+        weights, so outside training they are kept (keyed by the bias table's identity and version)."""
+        cfg = self.config
+        g, w = cfg.grid_size, self.relative_bias.clip
+        table = self.relative_bias.table  # (H, R·side²)
+        key = None
+        if not self.training and not plan.autoregressive and not torch.is_grad_enabled():
+            key = (g, w, dtype, str(device), table.data_ptr(), table._version)
+            cached = getattr(self, "_mask_cache", None)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+        side, halo = 2 * w + 1, TILE + 2 * w
+        h, nq, nk = self.num_heads, plan.num_query_blocks, plan.key_block.shape[1]
+        q_xy, k_xy, on_grid, _ = _tile_geometry(g, w, device)
+        tiles = q_xy.shape[0]
         # Offsets (query - key) within each tile; the window and the bias index follow from them.
         delta = q_xy[:, :, None, :] - k_xy[:, None, :, :]  # (tiles, TILE², halo², 2)
         in_window = (delta.abs() <= w).all(-1) & on_grid[:, None, :]  # (tiles, TILE², halo²)
@@ -289,10 +343,9 @@ class PCAttention(nn.Module):
         same = plan.query_block[:, :, None] == plan.key_block[:, None, :]  # (B, nq, nk)
         visible = same | (plan.autoregressive & (plan.key_block[:, None, :] < plan.query_block[:, :, None]))
         visible = visible & plan.key_block_valid[:, None, :]
-        table = self.relative_bias.table  # (H, R·side²)
         bias_own = table[:, offset].permute(1, 0, 2, 3)  # (tiles, H, TILE², halo²)
         bias_earlier = table[:, side * side + offset].permute(1, 0, 2, 3)
-        floor = torch.finfo(q.dtype).min
+        floor = torch.finfo(dtype).min
         # mask: (B|1, tiles·H, nq·TILE², nk·halo²), blocks laid out as (query block, key block) sub-matrices.
         bias = torch.where(same[:, None, None, :, None, :, None], bias_own[None, :, :, None, :, None, :],
                            bias_earlier[None, :, :, None, :, None, :])  # (B, tiles, H, nq, TILE², nk, halo²)
@@ -300,18 +353,13 @@ class PCAttention(nn.Module):
         # A query with no key at all (a padding cell of a tile, a padding block) would be a row of -inf: NaN in low
         # precision. Let it see everything; its output is never read.
         row_empty = ~allowed.any(dim=-1, keepdim=True).any(dim=-2, keepdim=True)
-        mask = bias.to(q.dtype).masked_fill(~(allowed | row_empty), floor)
+        mask = bias.to(dtype).masked_fill(~(allowed | row_empty), floor)
         if bool((mask == mask[:1]).all()):
             mask = mask[:1]
         mask = mask.reshape(mask.shape[0], tiles * h, nq * TILE * TILE, nk * halo * halo)
-        out, weights = self._attend(qt, kt, vt, mask, output_attentions)  # (B, nq·TILE², tiles·H, K)
-        # Back from tiles to cells: (B, nq, TILE², tiles, H·K) → (B, nq, N, H·K), dropping padding cells.
-        out = out.reshape(b, nq, TILE * TILE, tiles, h * kd).permute(0, 1, 3, 2, 4).reshape(b, nq, -1, h * kd)
-        order = q_cell.flatten()  # tile-major cell order
-        keep = order >= 0
-        cells = torch.empty(b, nq, n, h * kd, dtype=out.dtype, device=out.device)
-        cells[:, :, order[keep]] = out[:, :, keep]
-        return self.o_proj(cells.reshape(b, nq * n, h * kd)), weights
+        if key is not None:
+            self._mask_cache = (key, mask)
+        return mask
 
 
 class PCMLP(nn.Module):
@@ -661,11 +709,17 @@ class PCModel(PCPreTrainedModel):
             raise ValueError(f"a sequence of {int(layout.position.max()) + 1} tokens is longer than this model "
                              f"supports: {cfg.num_cells + 1} state tokens + max_position_embeddings="
                              f"{cfg.max_position_embeddings}")
+        # BC-style readout at <act> (MinAtar BC / auxiliary BC): <act> sees <s> and the state only, at the text position
+        # right after the state, so its hidden state is the same with or without a procedure before it.
+        act_reads_state = (input_ids == cfg.act_token_id) & (cfg.action_readout == "act_token" and cfg.objective != "pc")
+        text_position = torch.where(act_reads_state, 0, text_position)  # (B, T)
         hidden = hidden + self.embed_positions(text_position.clamp(min=0)) * (~layout.is_cell())[..., None]
 
         # The state prefix is bidirectional; everything else is causal; a token always sees itself.
         q_state, k_state = (layout.role == ROLE_STATE)[:, :, None], (key.role == ROLE_STATE)[:, None, :]
         causal = key.position[:, None, :] <= layout.position[:, :, None]
+        prefix = k_state | (key.position == 0)[:, None, :]  # (B, 1, S) <s> and the state
+        causal = torch.where(act_reads_state[:, :, None], prefix, causal)  # (B, T, S)
         allowed = torch.where(q_state, k_state, causal) & key_valid[:, None, :]
         allowed |= torch.arange(past + t, device=device) == (past + torch.arange(t, device=device))[:, None]
         index = relative_index(cfg, layout.cell[:, :, None], key.cell[:, None, :], torch.ones((), dtype=torch.bool,
@@ -681,14 +735,16 @@ class PCModel(PCPreTrainedModel):
         cfg = self.config
         for role, ids, name in ((ROLE_STATE, cfg.state_token_ids, "state"), (ROLE_MAP, cfg.map_token_ids, "map")):
             where = layout.role == role
-            ok = torch.isin(input_ids, torch.tensor(ids, device=input_ids.device))
+            ok = torch.isin(input_ids, torch.tensor(ids, dtype=torch.long, device=input_ids.device))
             bad = where & ~ok
             if bad.any():
                 b, t = (int(i) for i in bad.nonzero()[0])
+                shown = ids if len(ids) <= 8 else f"[{ids[0]} … {ids[-1]}] ({len(ids)} ids)"
+                hint = (f"num_channels={cfg.num_channels}: does the observation have more channels?"
+                        if cfg.domain == "minatar" else f"grid_size={cfg.grid_size}: is the grid the configured size?")
                 raise ValueError(
                     f"malformed sequence: position {int(layout.position[b, t])} of example {b} must be a {name} cell "
-                    f"token {ids}, got id {int(input_ids[b, t])} (grid_size={cfg.grid_size}: is the grid the "
-                    f"configured size?)"
+                    f"token {shown}, got id {int(input_ids[b, t])} ({hint})"
                 )
 
 
@@ -789,14 +845,15 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
     def _readout_index(self, input_ids, layout: TokenLayout) -> torch.Tensor:
         """Index (into the new tokens) of the hidden state that produces each token's logits.
 
-        Every token uses its own, except ``<act>`` under a readout: grid PC reads the agent's cell of the last map,
-        BC and auxiliary BC read the agent's cell of the state.
+        Every token uses its own, except ``<act>`` under an agent-cell readout (mazes): grid PC reads the agent's cell
+        of the last map, BC and auxiliary BC read the agent's cell of the state. With ``action_readout="act_token"``
+        (MinAtar) ``<act>`` always uses its own (`PCModel._text_forward` limits what it sees under BC objectives).
         """
         cfg = self.config
         b, t = input_ids.shape
         own = torch.arange(t, device=input_ids.device).expand(b, t)
         is_act = input_ids == cfg.act_token_id
-        needs_readout = cfg.objective != "pc" or cfg.is_grid
+        needs_readout = cfg.action_readout == "agent_cell" and (cfg.objective != "pc" or cfg.is_grid)
         if not needs_readout or not is_act.any():
             return own
         is_agent = (input_ids == cfg.state_token_ids[3]) & (layout.role == ROLE_STATE)

@@ -15,6 +15,16 @@
 maze is unchanged a policy may reuse the maps it generated earlier in the episode: if the agent's new cell is already
 labelled in the last generated map, the action is the model's readout there, and no pass is needed. This is the
 episode-level analogue of the KV cache. Call ``reset()`` (or pass ``reset_mask``) at episode boundaries.
+
+**MinAtar** (`MinAtarPolicy`; ``PCPolicy.from_pretrained`` returns one for a MinAtar checkpoint): ``policy.act(obs)``
+takes one ``(10, 10, C)`` bool observation or a batch ``(B, 10, 10, C)`` (as ``MinAtar/<Game>-v1`` returns them) and
+returns the index of the action in the game's minimal action set — never anything else: the action after ``<act>`` is
+chosen among the config's ``action_token_ids`` only. PC decodes the ``"mcts"`` procedure token by token with the KV
+cache (`GenerationMixin.generate`), constrained by the procedure grammar and the record's rules so that the sequence
+is always a valid `MCTSRecord` (the action is then its first branch's, as in every expert record) and always closes
+with ``<act> a_k </s>`` within ``max_procedure_steps`` procedure tokens; BC and auxiliary BC prompt ``<s> state <act>``
+and read the action in one pass. The infos hold the same keys as for mazes, plus
+``procedure_error``: why the generated procedure did not make a record (``return_procedure=True`` only), else None.
 """
 
 from __future__ import annotations
@@ -31,7 +41,12 @@ from .configuration_pc import PCConfig
 from .grid import NUM_ACTIONS
 from .modeling_pc import UNREACHED_VALUE, PCForProcedureCloning
 from .procedures import BFSMapsRecord
-from .tokenization_pc import PCTokenizer
+from .tokenization_pc import (
+    MCTS_VALUE_TOKENS,
+    MCTS_VISIT_TOKENS,
+    PCTokenizer,
+    mcts_reward_tokens,
+)
 
 POLICY_CONFIG_NAME = "policy_config.json"
 
@@ -57,10 +72,18 @@ class _CacheEntry:
 
 
 class PCPolicy:
-    """Wraps `PCForProcedureCloning` and `PCTokenizer` for gymnasium; batched over environments."""
+    """Wraps `PCForProcedureCloning` and `PCTokenizer` for gymnasium maze environments; batched over environments.
+    For MinAtar use `MinAtarPolicy` (``PCPolicy.from_pretrained`` picks the class from the checkpoint's domain)."""
+
+    domain = "maze"
 
     def __init__(self, model: PCForProcedureCloning, tokenizer: PCTokenizer, config: PolicyConfig | None = None,
                  **kwargs):
+        domains = {"model": getattr(model.config, "domain", "maze"), "tokenizer": tokenizer.domain}
+        for name, domain in domains.items():
+            if domain != self.domain:
+                raise ValueError(f"{type(self).__name__} acts in {self.domain} environments, but the {name}'s domain "
+                                 f"is {domain!r}; use {_POLICY_CLASSES[domain].__name__}")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.config = config or PolicyConfig(**kwargs)
@@ -81,13 +104,17 @@ class PCPolicy:
         (path / POLICY_CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2))
 
     @classmethod
-    def from_pretrained(cls, path, **kwargs) -> "PCPolicy":
-        """Load model, tokenizer and (if saved) the policy config; ``kwargs`` override policy-config fields."""
+    def from_pretrained(cls, path, **kwargs) -> PCPolicy:
+        """Load model, tokenizer and (if saved) the policy config; ``kwargs`` override policy-config fields.
+
+        ``PCPolicy.from_pretrained`` returns the policy class of the checkpoint's domain (`MinAtarPolicy` for
+        MinAtar); a subclass loads as itself."""
         model = AutoModelForCausalLM.from_pretrained(path)
         tokenizer = PCTokenizer.from_pretrained(path)
         config_file = Path(path) / POLICY_CONFIG_NAME
         fields = json.loads(config_file.read_text()) if config_file.is_file() else {}
-        return cls(model, tokenizer, PolicyConfig(**{**fields, **kwargs}))
+        policy_class = _POLICY_CLASSES[getattr(model.config, "domain", "maze")] if cls is PCPolicy else cls
+        return policy_class(model, tokenizer, PolicyConfig(**{**fields, **kwargs}))
 
     def reset(self, index: int | None = None) -> None:
         """Forget the procedure cache (of one environment, or all)."""
@@ -186,7 +213,7 @@ class PCPolicy:
 
         sequences = self.model.generate(
             prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=budget, do_sample=False,
-            eos_token_id=eos, pad_token_id=cfg.pad_token_id, prefix_allowed_tokens_fn=grammar,
+            eos_token_id=eos, pad_token_id=cfg.pad_token_id, prefix_allowed_tokens_fn=grammar, use_cache=True,
         )
         for j, i in enumerate(todo):
             walls = states[i][0]
@@ -212,3 +239,125 @@ class PCPolicy:
 
 def _maze_key(walls: np.ndarray, goal) -> bytes:
     return np.packbits(walls).tobytes() + bytes(goal)
+
+
+class MinAtarPolicy(PCPolicy):
+    """Wraps a MinAtar `PCForProcedureCloning` (``config.domain == "minatar"``) and its tokenizer; batched over
+    environments. Identical to `PCPolicy` except: observations are ``(10, 10, C)`` bool arrays, actions are indices in
+    the game's minimal action set, and there is no procedure cache (``env_ids`` is accepted and ignored, so evaluation
+    loops can treat both alike)."""
+
+    domain = "minatar"
+
+    @torch.no_grad()
+    def act(self, obs, return_procedure: bool = False, env_ids=None):
+        """Action(s) for one observation ``(10, 10, C)`` or a batch ``(B, 10, 10, C)``; returns ``(action, info)`` or
+        ``(actions (B,) int64, infos)``.
+
+        Args:
+            return_procedure: also parse the generated procedure into a record (``info["procedure"]``, an
+                `MCTSRecord`); if it does not parse, ``info["procedure_error"]`` says why and the action stands.
+            env_ids: ignored (no procedure cache); its length must match the batch.
+        """
+        cfg: PCConfig = self.model.config
+        obs = np.asarray(obs)
+        single = obs.ndim == 3
+        batch = obs[None] if single else obs
+        expected = (cfg.grid_size, cfg.grid_size, cfg.num_channels)
+        if batch.ndim != 4 or batch.shape[1:] != expected:
+            raise ValueError(f"observations must be {expected} or (B, {', '.join(map(str, expected))}) for this "
+                             f"model (num_channels={cfg.num_channels}), got shape {obs.shape}")
+        if env_ids is not None and len(env_ids) != len(batch):
+            raise ValueError(f"env_ids has {len(env_ids)} entries for {len(batch)} observations")
+        tail = "<proc>" if cfg.objective == "pc" else "<act>"
+        prompts = torch.tensor(
+            [self.tokenizer.strict_ids(["<s>", *self.tokenizer.minatar_state_tokens(o), tail]) for o in batch],
+            dtype=torch.long, device=self.model.device,
+        )  # (B, N + 2): every prompt has the same length, so no padding
+        steps = cfg.max_procedure_steps if self.config.max_procedure_steps is None else self.config.max_procedure_steps
+        grammar = _MCTSGrammar(self.tokenizer, cfg, prompts.shape[1], steps)
+        # use_cache=True: a Trainer checkpoint's config says "use_cache": false (HF_STACK_NOTES.md), which would make
+        # generate re-run the whole sequence for every token.
+        sequences = self.model.generate(
+            prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=grammar.max_new_tokens, do_sample=False,
+            eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id, prefix_allowed_tokens_fn=grammar,
+            use_cache=True,
+        )
+        actions = np.full(len(batch), -1, dtype=np.int64)
+        infos = [{"procedure": None, "procedure_error": None, "fallback": False, "forward_passes": 0, "cached": False}
+                 for _ in batch]
+        for j, row in enumerate(sequences.tolist()):
+            new = row[prompts.shape[1] :]
+            end = new.index(cfg.eos_token_id) + 1 if cfg.eos_token_id in new else len(new)
+            # One pass per new token up to this sequence's </s> (the batch may have run longer).
+            infos[j]["forward_passes"] = end
+            sequence = row[: prompts.shape[1] + end]
+            act_at = sequence.index(cfg.act_token_id) if cfg.act_token_id in sequence else -1
+            if 0 <= act_at < len(sequence) - 1 and sequence[act_at + 1] in cfg.action_token_ids:
+                actions[j] = cfg.action_token_ids.index(sequence[act_at + 1])
+            if return_procedure and cfg.objective == "pc" and actions[j] >= 0:
+                try:
+                    infos[j]["procedure"] = self.tokenizer.parse_minatar(sequence, cfg.num_channels).record
+                except (ValueError, ImportError) as error:
+                    infos[j]["procedure_error"] = f"{type(error).__name__}: {error}"
+        for j in range(len(batch)):
+            if actions[j] < 0:  # no action came out (cannot happen under the grammar; kept as a safety net)
+                actions[j] = self.rng.integers(cfg.num_actions)
+                infos[j]["fallback"] = True
+        return (int(actions[0]), infos[0]) if single else (actions, infos)
+
+
+class _MCTSGrammar:
+    """``prefix_allowed_tokens_fn`` for MinAtar decoding: the tokens allowed next, so that every generated sequence is
+    a valid `MCTSRecord` followed by its action.
+
+    After a ``<proc>`` prompt: ``(a n q)+ <path> (a r)+ <act> a </s>`` (grammar: ``tokenization_pc.py``) plus the
+    record's rules: every action among the game's ``action_token_ids``; root actions distinct; visit buckets
+    non-increasing; the first step's action, and the action after ``<act>``, equal to the first branch's (the expert's
+    action is its most-visited branch, ``pc_transformers/procedures/mcts.py``). ``max_procedure_steps`` bounds the
+    procedure tokens: a new root branch starts only if it, ``<path>`` and one step still fit (the first branch and the
+    first step always come), a new step only if it fits, so every sequence closes. After an ``<act>`` prompt (BC,
+    auxiliary BC): ``a </s>``, the action free among the game's.
+    """
+
+    def __init__(self, tokenizer: PCTokenizer, config: PCConfig, prompt_length: int, max_procedure_steps: int):
+        ids = tokenizer.convert_tokens_to_ids
+        self.prompt_length = prompt_length
+        self.budget = max_procedure_steps
+        self.max_new_tokens = max(max_procedure_steps, 6) + 3  # procedure (at least a n q <path> a r), <act> a </s>
+        self.path, self.act = config.path_token_id, config.act_token_id
+        self.eos, self.pad = config.eos_token_id, config.pad_token_id
+        self.actions = list(config.action_token_ids)
+        self.visits = ids(list(MCTS_VISIT_TOKENS))  # n0 … n9, in bucket order
+        self.values = ids(list(MCTS_VALUE_TOKENS))
+        self.rewards = ids(list(mcts_reward_tokens(tokenizer.max_reward)))
+
+    def __call__(self, batch_id: int, input_ids: torch.Tensor) -> list[int]:
+        seq = input_ids[self.prompt_length - 1 :].tolist()  # the prompt's last token (<proc> or <act>), then new ones
+        if self.eos in seq:
+            return [self.pad]  # finished: generate pads it anyway
+        procedure = seq[1:]
+        first = procedure[0] if procedure else None  # the first branch's action: the action
+        if seq[-1] == self.act:
+            return self.actions if first is None else [first]
+        if len(seq) > 1 and seq[-2] == self.act:
+            return [self.eos]
+        last, remaining = seq[-1], self.budget - len(procedure)
+        if self.path in procedure:  # principal variation: a r pairs, then <act>
+            steps = procedure[procedure.index(self.path) + 1 :]
+            if last in self.actions and len(steps) % 2:
+                return self.rewards
+            if not steps:
+                return [first]
+            return (self.actions if remaining >= 2 else []) + [self.act]
+        if len(procedure) % 3 == 1:  # root branches: a n q triples, then <path>
+            previous = procedure[-3] if len(procedure) > 3 else self.visits[-1]  # visit buckets never increase
+            return self.visits[: self.visits.index(previous) + 1]
+        if len(procedure) % 3 == 2:
+            return self.values
+        branches = procedure[0::3]
+        allowed = [a for a in self.actions if a not in branches] if not branches or remaining >= 6 else []
+        return allowed + [self.path] if branches else allowed
+
+
+_POLICY_CLASSES = {"maze": PCPolicy, "minatar": MinAtarPolicy}

@@ -1,6 +1,7 @@
-"""Write the maze tokenizer assets in ``tokenizers/`` from `PCTokenizer.for_maze` (the source of truth).
+"""Write the tokenizer assets in ``tokenizers/`` from `PCTokenizer.for_maze` / `PCTokenizer.for_minatar` (the source
+of truth).
 
-    python recipes/make_tokenizers.py                 # writes tokenizers/maze-bfs-maps and tokenizers/maze-bfs-trace
+    python recipes/make_tokenizers.py                 # tokenizers/maze-bfs-maps, maze-bfs-trace and minatar-mcts
     python recipes/make_tokenizers.py --out /tmp/tok  # somewhere else
 
 Each folder holds JSON only (``tokenizer.json``, ``tokenizer_config.json``) and loads with
@@ -23,20 +24,34 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 import pc_transformers  # noqa: F401  (registers PCTokenizer with AutoTokenizer)
-from pc_transformers.tokenization_pc import PROCEDURE_FORMATS, PCTokenizer
+from pc_transformers.tokenization_pc import (
+    MINATAR_PROCEDURE_FORMATS,
+    PROCEDURE_FORMATS,
+    PCTokenizer,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# (domain, procedure_format) of every shipped asset.
+ASSETS = [("maze", fmt) for fmt in PROCEDURE_FORMATS] + [("minatar", fmt) for fmt in MINATAR_PROCEDURE_FORMATS]
+BUILDERS = {"maze": PCTokenizer.for_maze, "minatar": PCTokenizer.for_minatar}
 
 
-def asset_name(procedure_format: str) -> str:
-    """``bfs_maps`` → ``maze-bfs-maps``."""
-    return f"maze-{procedure_format.replace('_', '-')}"
+def asset_name(procedure_format: str, domain: str = "maze") -> str:
+    """``bfs_maps`` → ``maze-bfs-maps``; ``mcts`` (minatar) → ``minatar-mcts``."""
+    return f"{domain}-{procedure_format.replace('_', '-')}"
 
 
-def write_tokenizer(procedure_format: str, out_dir: Path) -> Path:
-    """Save ``PCTokenizer.for_maze(procedure_format)`` as JSON only into ``out_dir / asset_name(...)``."""
-    path = out_dir / asset_name(procedure_format)
-    tokenizer = PCTokenizer.for_maze(procedure_format)
+def build_tokenizer(procedure_format: str, domain: str = "maze") -> PCTokenizer:
+    """A fresh ``PCTokenizer.for_<domain>(procedure_format)``."""
+    if domain not in BUILDERS:
+        raise ValueError(f"domain must be one of {tuple(BUILDERS)}, got {domain!r}")
+    return BUILDERS[domain](procedure_format)
+
+
+def write_tokenizer(procedure_format: str, out_dir: Path, domain: str = "maze") -> Path:
+    """Save ``PCTokenizer.for_<domain>(procedure_format)`` as JSON only into ``out_dir / asset_name(...)``."""
+    path = out_dir / asset_name(procedure_format, domain)
+    tokenizer = build_tokenizer(procedure_format, domain)
     # An instance attribute shadows the class-level registration made by `register_for_auto_class`, so this save
     # neither copies tokenization_pc.py nor writes auto_map, and nothing global changes.
     tokenizer._auto_class = None
@@ -47,9 +62,11 @@ def write_tokenizer(procedure_format: str, out_dir: Path) -> Path:
     return path
 
 
-def check_tokenizer(procedure_format: str, path: Path) -> None:
+def check_tokenizer(procedure_format: str, path: Path, domain: str = "maze") -> None:
     """Reload the saved folder both ways and compare it with a freshly built tokenizer; raise on any difference."""
-    fresh = PCTokenizer.for_maze(procedure_format)
+    fresh = build_tokenizer(procedure_format, domain)
+    # Any valid game will do to compare the layouts of MinAtar tokenizers: the largest one covers every id.
+    layout_args = {"num_channels": 10, "num_actions": 6} if domain == "minatar" else {}
     config = json.loads((path / "tokenizer_config.json").read_text())
     if "auto_map" in config:
         raise RuntimeError(f"{path}/tokenizer_config.json has an auto_map {config['auto_map']}; assets are JSON only")
@@ -61,13 +78,14 @@ def check_tokenizer(procedure_format: str, path: Path) -> None:
         if type(loaded) is not PCTokenizer:
             raise RuntimeError(f"{loader.__qualname__}({path}) returned {type(loaded).__name__}, expected PCTokenizer")
         if loaded.get_vocab() != fresh.get_vocab():
-            raise RuntimeError(f"the vocabulary in {path} differs from PCTokenizer.for_maze({procedure_format!r})")
-        if (loaded.procedure_format, loaded.max_grid_size) != (procedure_format, fresh.max_grid_size):
+            raise RuntimeError(f"the vocabulary in {path} differs from PCTokenizer.for_{domain}({procedure_format!r})")
+        recorded = (loaded.domain, loaded.procedure_format, loaded.max_grid_size)
+        if recorded != (domain, procedure_format, fresh.max_grid_size):
             raise RuntimeError(
-                f"{path} records procedure_format={loaded.procedure_format!r}, max_grid_size={loaded.max_grid_size}; "
-                f"expected {procedure_format!r}, {fresh.max_grid_size}"
+                f"{path} records domain={loaded.domain!r}, procedure_format={loaded.procedure_format!r}, "
+                f"max_grid_size={loaded.max_grid_size}; expected {domain!r}, {procedure_format!r}, {fresh.max_grid_size}"
             )
-        if loaded.layout_token_ids() != fresh.layout_token_ids():
+        if loaded.layout_token_ids(**layout_args) != fresh.layout_token_ids(**layout_args):
             raise RuntimeError(f"the special-token layout in {path} differs from a fresh tokenizer's")
 
 
@@ -76,12 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "tokenizers",
                         help="folder receiving one sub-folder per procedure format (default: the repo's tokenizers/)")
     args = parser.parse_args(argv)
-    for procedure_format in PROCEDURE_FORMATS:
-        path = write_tokenizer(procedure_format, args.out)
-        check_tokenizer(procedure_format, path)
+    for domain, procedure_format in ASSETS:
+        path = write_tokenizer(procedure_format, args.out, domain)
+        check_tokenizer(procedure_format, path, domain)
         files = ", ".join(sorted(p.name for p in path.iterdir()))
         vocab_size = len(PCTokenizer.from_pretrained(str(path)))
-        print(f"wrote {path} ({files}): {vocab_size} tokens, procedure_format={procedure_format!r}")
+        print(f"wrote {path} ({files}): {vocab_size} tokens, domain={domain!r}, procedure_format={procedure_format!r}")
     return 0
 
 

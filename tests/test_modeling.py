@@ -355,7 +355,7 @@ def dense_window_reference(attention, hidden, num_blocks, autoregressive):
     return attention.o_proj(out.transpose(1, 2).reshape(b, t, d).float())
 
 
-@pytest.mark.parametrize("grid_size, relative_clip", [(5, 2), (7, 1)])
+@pytest.mark.parametrize("grid_size, relative_clip", [(5, 2), (7, 1), (8, 2)])  # 8: tiles fill the grid exactly
 def test_windowed_attention_matches_dense_reference_markov(make_config, grid_size, relative_clip):
     config = make_config(grid_size=grid_size, relative_clip=relative_clip)
     model = PCForProcedureCloning(config).eval()
@@ -370,8 +370,9 @@ def test_windowed_attention_matches_dense_reference_markov(make_config, grid_siz
     torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
 
 
-def test_windowed_attention_matches_dense_reference_autoregressive(make_config):
-    config = make_config(grid_size=6, factorization="autoregressive")
+@pytest.mark.parametrize("grid_size", [6, 8])
+def test_windowed_attention_matches_dense_reference_autoregressive(make_config, grid_size):
+    config = make_config(grid_size=grid_size, factorization="autoregressive")
     model = PCForProcedureCloning(config).eval()
     attention = model.model.layers[0].self_attn
     num_blocks = 3
@@ -384,6 +385,30 @@ def test_windowed_attention_matches_dense_reference_autoregressive(make_config):
         out, _ = attention(hidden, None, None, window=plan)
         reference = dense_window_reference(attention, hidden, num_blocks, autoregressive=True)
     torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_window_mask_kept_at_inference_follows_the_weights(make_config):
+    """Outside training the Markov window mask is kept between calls; changing the weights must not reuse it."""
+    config = make_config(grid_size=8)
+    model = PCForProcedureCloning(config).eval()
+    attention = model.model.layers[0].self_attn
+    hidden = torch.randn(2, config.num_cells, config.hidden_size)
+    one = torch.zeros(2, 1, dtype=torch.long)
+    plan = WindowPlan(1, one, one, torch.ones(2, 1, dtype=torch.bool), autoregressive=False)
+    with torch.no_grad():
+        first, _ = attention(hidden, None, None, window=plan)
+        again, _ = attention(hidden, None, None, window=plan)
+        torch.testing.assert_close(again, first, rtol=0, atol=0)
+        attention.relative_bias.table.normal_(0.0, 1.0)  # in place, as an optimizer step or load_state_dict does
+        out, _ = attention(hidden, None, None, window=plan)
+        reference = dense_window_reference(attention, hidden, 1, autoregressive=False)
+    torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
+    with torch.inference_mode():
+        inference, _ = attention(hidden, None, None, window=plan)
+    torch.testing.assert_close(inference, out, rtol=0, atol=0)
+    model.train()
+    trained, _ = attention(hidden, None, None, window=plan)  # with autograd: built afresh, the same values
+    torch.testing.assert_close(trained.detach(), out, atol=1e-6, rtol=1e-6)
 
 
 def _pattern_sequence(tokenizer, config, offset):

@@ -359,7 +359,7 @@ def test_tokenizers_folder_holds_json_only_and_does_not_shadow_the_library():
     assert hasattr(tokenizers, "Tokenizer"), f"`import tokenizers` found {tokenizers!r}, not the library"
     assert Path(tokenizers.__file__).resolve().parent != REPO_ROOT / "tokenizers"
     folder = REPO_ROOT / "tokenizers"
-    assert {"maze-bfs-maps", "maze-bfs-trace"} <= {p.name for p in folder.iterdir()}
+    assert {"maze-bfs-maps", "maze-bfs-trace", "minatar-mcts"} <= {p.name for p in folder.iterdir()}
     assert [p for p in folder.rglob("*") if p.is_file() and p.suffix != ".json"] == []
 
 
@@ -389,6 +389,40 @@ def test_shipped_assets_equal_a_fresh_tokenizer(tmp_path, procedure_format):
     written = recipe.write_tokenizer(procedure_format, tmp_path)
     assert written.name == path.name
     recipe.check_tokenizer(procedure_format, written)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        assert json.loads((written / name).read_text()) == json.loads((path / name).read_text()), (
+            f"{path / name} differs from what recipes/make_tokenizers.py writes; rerun the script"
+        )
+
+
+def test_shipped_minatar_asset_equals_a_fresh_tokenizer(tmp_path):
+    path = REPO_ROOT / "tokenizers" / "minatar-mcts"
+    assert sorted(p.name for p in path.iterdir()) == ["tokenizer.json", "tokenizer_config.json"]
+    fresh = PCTokenizer.for_minatar()
+
+    raw = json.loads((path / "tokenizer.json").read_text())
+    assert raw["model"]["type"] == "WordLevel"
+    assert raw["model"]["vocab"] == tokenization_pc.build_minatar_vocab()  # same tokens, same ids
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    assert "auto_map" not in config
+    assert {k: config[k] for k in ("tokenizer_class", "domain", "procedure_format", "max_grid_size", "max_reward")} == {
+        "tokenizer_class": "PCTokenizer", "domain": "minatar", "procedure_format": "mcts", "max_grid_size": 10,
+        "max_reward": 1}
+
+    tokens = ["<s>", *["c0"] * 99, "c1023", "<proc>", "a1", "n7", "q9", "<path>", "a1", "r1", "<act>", "a1", "</s>"]
+    for loaded in (PCTokenizer.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path))):
+        assert type(loaded) is PCTokenizer
+        assert loaded.get_vocab() == fresh.get_vocab()
+        assert (loaded.domain, loaded.procedure_format) == ("minatar", "mcts")
+        assert loaded.layout_token_ids(num_channels=4, num_actions=3) == fresh.layout_token_ids(
+            num_channels=4, num_actions=3)
+        assert loaded.strict_ids(tokens) == fresh.strict_ids(tokens)
+
+    recipe = _load_recipe()
+    assert ("minatar", "mcts") in recipe.ASSETS
+    written = recipe.write_tokenizer("mcts", tmp_path, domain="minatar")
+    assert written.name == path.name
+    recipe.check_tokenizer("mcts", written, domain="minatar")
     for name in ("tokenizer.json", "tokenizer_config.json"):
         assert json.loads((written / name).read_text()) == json.loads((path / name).read_text()), (
             f"{path / name} differs from what recipes/make_tokenizers.py writes; rerun the script"
