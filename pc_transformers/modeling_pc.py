@@ -972,6 +972,7 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
         # Markov maps depend only on the state and the previous map, so there is nothing to cache: each step is one
         # pass over one map. Autoregressive maps attend to all earlier maps, whose keys/values the cache keeps.
         cache = DynamicCache(config=cfg) if use_cache and cfg.factorization == "autoregressive" else None
+        markov_step = use_cache and cfg.factorization == "markov" and not kwargs.get("output_attentions")
         prompt_len = n + 2
         out = self(input_ids, past_key_values=cache, use_cache=cache is not None)
         passes = 1
@@ -992,7 +993,9 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
                 block = torch.cat([torch.full((b, 1), cfg.step_token_id, device=device), block], dim=1)
             start = prompt_len + step * (n + 1) - (1 if step > 0 else 0)
             positions = torch.arange(start, start + block.shape[1], device=device).expand(b, -1)
-            if use_cache:
+            if markov_step:  # the same logits as the call below, without the layout bookkeeping (one pass)
+                logits = self._markov_map_logits(map_ids[current], state)
+            elif use_cache:
                 logits = self(block, position_ids=positions, past_key_values=cache, use_cache=cache is not None,
                               state_input_ids=state).logits
             else:
@@ -1023,6 +1026,17 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
             maps=stacked, num_maps=num_maps, actions=actions, valid=valid,
             action_map=action_map.view(b, g, g), forward_passes=passes,
         )
+
+    def _markov_map_logits(self, map_cells: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, N, V)`` at the cells of one Markov map block ``map_cells`` ``(B, N)`` (token ids) over
+        ``state`` ``(B, N)``: what `forward` gives at those positions (a Markov map attends only to itself and reads
+        the state under each cell through its embedding), computed directly on the block."""
+        model = self.model
+        cells = torch.arange(self.config.num_cells, device=map_cells.device)
+        hidden = model._embed(map_cells, cells) + model.embed_tokens(model._state_ids(state))  # (B, N, D)
+        index = torch.arange(len(hidden), device=hidden.device)
+        hidden, _, _ = model._map_layers(hidden, index, torch.ones_like(index), len(hidden), None, 0, False, False)
+        return self.lm_head(model.norm(hidden))
 
     def _grid_sequences(self, prompt, maps, num_maps, actions):
         """``<s> state <proc> x_0 <step> … x_L <act> a </s>`` per example, right-padded."""
