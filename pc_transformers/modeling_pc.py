@@ -293,8 +293,8 @@ class PCAttention(nn.Module):
         """
         cfg = self.config
         g, n, w = cfg.grid_size, cfg.num_cells, self.relative_bias.clip
-        side, halo = 2 * w + 1, TILE + 2 * w
-        b, h, t, kd = q.shape
+        halo = TILE + 2 * w
+        b, h, _, kd = q.shape
         nq, nk = plan.num_query_blocks, k.shape[2] // n
         if nq > 1 and plan.autoregressive:
             # One query block at a time against the blocks up to it: memory grows with one block's view, not nq·nk.
@@ -311,7 +311,7 @@ class PCAttention(nn.Module):
         if not plan.autoregressive:
             # Every Markov block sees only itself: one plan (and one mask) serves the whole batch of blocks.
             plan = WindowPlan(1, plan.query_block[:1], plan.key_block[:1], plan.key_block_valid[:1], False)
-        q_xy, k_xy, on_grid, q_cell = _tile_geometry(g, w, q.device)
+        q_cell = _tile_geometry(g, w, q.device)[3]
         qt = _query_tiles(q, g)  # (B, tiles·H, nq·TILE², K)
         kt, vt = _tiles(k, g, halo, w), _tiles(v, g, halo, w)  # (B, tiles·H, nk·halo², K)
         mask = self._window_mask(plan, q.dtype, q.device)
