@@ -1,8 +1,10 @@
 """The ``pc-transformers`` command line.
 
     pc-transformers generate maze --size 16 --wall-type tunnel --train-mazes 5 --trajectories 4 --out data/maze16
+    pc-transformers generate minatar --game breakout --episodes 50 --num-workers 2 --out data/breakout
     pc-transformers demo --out outputs/demo
     pc-transformers train pc_maze16 train.max_steps=500          # recipes/train.py with a ready-made config
+    pc-transformers train pc_minatar_breakout                    # MinAtar: MCTS expert data, PC, eval setting
     pc-transformers finetune --checkpoint outputs/pc_maze8/final --size 16 --output_dir outputs/ft16
     pc-transformers evaluate outputs/demo/pc/final --mazes 100 --starts 5
     pc-transformers push outputs/demo/pc/final --repo-id me/pc-maze16     # reads final/results.json
@@ -32,6 +34,35 @@ def _add_generate(subparsers) -> None:
     maze.add_argument("--max-steps", type=int, default=100, help="trajectory cap")
     maze.add_argument("--seed", type=int, default=0, help="seeds the random starts")
     maze.add_argument("--out", required=True, help="output directory")
+    minatar = domains.add_parser("minatar", help="MCTS expert in a MinAtar game (datasets Parquet + card; needs the "
+                                                 "minatar extra)")
+    from .data.minatar_dataset import add_generate_arguments
+
+    add_generate_arguments(minatar)
+
+
+def _generate(args) -> None:
+    if args.domain == "maze":
+        _generate_maze(args)
+    else:
+        _generate_minatar(args)
+
+
+def _generate_minatar(args) -> None:
+    from .data.minatar_dataset import (
+        config_from_arguments,
+        generate_minatar_dataset,
+        save_minatar_dataset,
+    )
+
+    config = config_from_arguments(args)
+    dataset = generate_minatar_dataset(config, progress=sys.stderr.isatty())
+    out = save_minatar_dataset(dataset, args.out, config)
+    train = dataset["train"]
+    returns = [r for r, s in zip(train["episode_return"], train["step"]) if s == 0]
+    shard = f" (shard {config.shard_index} of {config.num_shards})" if config.num_shards > 1 else ""
+    print(f"wrote {len(train)} expert decisions from {len(returns)} {config.game} episodes{shard} to {out}; expert "
+          f"mean return {sum(returns) / len(returns):.2f}")
 
 
 def _generate_maze(args) -> None:
@@ -78,7 +109,7 @@ def _add_push(subparsers) -> None:
                                         "default: CHECKPOINT/results.json when a training run wrote one)")
     push.add_argument("--dataset-id", help="Hub dataset the policy was trained on (linked in the card)")
     push_dataset = subparsers.add_parser("push-dataset", help="upload an expert dataset directory to the Hub")
-    push_dataset.add_argument("data_dir", help="directory written by pc-transformers generate maze")
+    push_dataset.add_argument("data_dir", help="directory written by pc-transformers generate maze / minatar")
     for parser in (push, push_dataset):
         parser.add_argument("--repo-id", required=True, help="NAMESPACE/NAME of the Hub repository")
         parser.add_argument("--token", help="Hugging Face token (default: HF_TOKEN or the `hf auth login` token)")
@@ -97,7 +128,13 @@ def _push(args) -> None:
         if args.results:
             config_file = Path(args.checkpoint) / "config.json"
             objective = json.loads(config_file.read_text()).get("objective") if config_file.is_file() else None
-            evaluation, training, curve = results_for(read_results(args.results), objective)
+            results = read_results(args.results)
+            if "mean_return" in results:  # a MinAtar run (recipes/train.py, domain: minatar): returns, no curve
+                evaluation = {k: v for k, v in results.items()
+                              if k not in ("training", "evaluations", "returns", "seeds")}
+                training = results.get("training")
+            else:
+                evaluation, training, curve = results_for(results, objective)
         url = push_checkpoint(args.checkpoint, args.repo_id, token=args.token, private=args.private,
                               eval_results=evaluation, training=training, dataset_id=args.dataset_id,
                               curve=curve)
@@ -106,7 +143,8 @@ def _push(args) -> None:
 
 def _add_recipes(subparsers) -> None:
     train = subparsers.add_parser("train", help="recipes/train.py: train a policy from a YAML config (Accelerate)")
-    train.add_argument("config", help="a YAML file, or a ready-made config name (pc_maze8, bc_maze16, ...)")
+    train.add_argument("config", help="a YAML file, or a ready-made config name (pc_maze8, bc_maze16, "
+                                      "pc_minatar_breakout, ...)")
     train.add_argument("--resume", action="store_true", help="continue from {output_dir}/checkpoints/last")
     train.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_steps=100")
     finetune = subparsers.add_parser("finetune", add_help=False,
@@ -135,7 +173,8 @@ def _run_recipe(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pc-transformers",
-                                     description="Procedure cloning in mazes: expert data, training, evaluation, Hub.")
+                                     description="Procedure cloning in mazes and MinAtar: expert data, training, "
+                                                 "evaluation, Hub.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_generate(subparsers)
     _add_demo(subparsers)
@@ -150,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         args.arguments = [*unknown, *args.arguments]
     try:
         if args.command == "generate":
-            _generate_maze(args)
+            _generate(args)
         elif args.command == "demo":
             from .demo import DemoConfig, run_demo
 
@@ -174,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                 _push(args)
             except RuntimeError as error:  # the Hub refused the push (the message names the repository)
                 raise ValueError(str(error)) from error
-    except (ValueError, TypeError, OSError) as error:  # OSError: also from_pretrained on a missing checkpoint
+    # OSError: also from_pretrained on a missing checkpoint; ImportError: an extra that is not installed (minatar)
+    except (ValueError, TypeError, OSError, ImportError) as error:
         print(f"pc-transformers {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -1,14 +1,32 @@
-"""Train a procedure-cloning (PC), BC or aux-BC maze policy with Accelerate, from one typed YAML config.
+"""Train a procedure-cloning (PC), BC or aux-BC policy (mazes or MinAtar) with Accelerate, from one typed YAML config.
 
     accelerate launch recipes/train.py --config recipes/configs/pc_maze16.yaml
+    accelerate launch recipes/train.py --config recipes/configs/pc_minatar_breakout.yaml
     accelerate launch --multi_gpu --num_processes 2 recipes/train.py --config recipes/configs/pc_maze8.yaml
     python recipes/train.py --config recipes/configs/bc_maze8.yaml train.max_steps=100 output_dir=outputs/try
     python recipes/train.py --config recipes/configs/pc_maze16.yaml --resume   # continue from the last checkpoint
     pc-transformers train recipes/configs/pc_maze16.yaml                        # the same script, installed
 
-The config (`TrainConfig` below; ``key.sub=value`` arguments override it) names the expert data (generated here
-from ``data``, or an existing ``dataset`` directory), the model (`PCConfig` fields), the optimization and the
-evaluation. The run:
+The config (`TrainConfig` below; ``key.sub=value`` arguments override it) names the domain, the expert data
+(generated here from ``data`` or ``minatar``, or an existing ``dataset`` directory), the model (`PCConfig` fields),
+the optimization and the evaluation.
+
+Two domains (``domain:``):
+
+* ``maze`` (default): BFS-expert data from the ``data:`` section (`MazeDataConfig`); rollouts report the success
+  rate (95% Wilson interval) on held-out mazes.
+* ``minatar``: MCTS-expert data from the ``minatar:`` section (`MinAtarDataConfig`: game, setting, episodes, MCTS
+  settings; generated in ``minatar.num_workers`` processes) instead of ``data:``. The tokenizer is
+  ``PCTokenizer.for_minatar`` (rewards up to the data's largest), the model gets the game's ``num_channels`` and
+  ``num_actions``; PC examples are ``state <proc> MCTS tokens <act> a``, BC examples ``state <act> a``, and PC
+  decodes the procedure token by token with the KV cache (`MinAtarPolicy`). Validation rollouts are played in the
+  data's setting (``"train"``: no sticky actions, no difficulty ramp) on ``eval.episodes`` validation seeds (from
+  2,000,000); the final evaluation in the *unseen* ``"eval"`` setting (sticky actions 0.1, ramping on) on
+  ``eval.final_episodes`` evaluation seeds (from 1,000,000), both capped at ``eval.max_steps`` steps. They report
+  the mean return with a 95% Student-t interval over episodes, and ms and forward passes per decision
+  (`pc_transformers.evaluation_minatar`); ``eval.keep_best`` keeps the best validation mean return.
+
+The run:
 
 1. generates or loads the expert dataset (process 0 first; the others read its files);
 2. trains with AdamW, data-parallel over the launched processes (GPUs, or CPU processes over gloo when there is no
@@ -16,13 +34,16 @@ evaluation. The run:
    gradient-accumulation micro-steps, and the data order is a function of (seed, step) only, so it is the same
    for any number of processes and after ``--resume``;
 3. logs ``train/…``, ``eval/…`` and ``perf/…`` scalars to TensorBoard (``{output_dir}/runs``) and shows a progress bar;
-4. every ``eval.every`` steps rolls the policy out on held-out *validation* mazes (seeds from 2,000,000);
+4. every ``eval.every`` steps rolls the policy out on held-out *validation* mazes or episodes (seeds from 2,000,000);
 5. every ``save_every`` steps writes ``{output_dir}/checkpoints/step_XXXXXX/`` atomically (written under a temporary
    name, then renamed): ``policy/`` (``save_pretrained``: safetensors, tokenizer, config), ``state/``
    (``accelerator.save_state``: optimizer, scheduler, RNG states), ``train_config.yaml`` (the resolved config) and
    ``trainer_state.json``; ``checkpoints/last`` names the newest complete one;
-6. at the end evaluates on unseen *test* mazes (seeds from 1,000,000) and saves ``{output_dir}/final/`` (the policy,
-   ``train_config.yaml``, ``results.json``); with ``push_to_hub: NAME`` it uploads that with a generated model card.
+6. with ``eval.keep_best``, keeps the weights of the best validation evaluation in ``checkpoints/best/`` (written
+   atomically too) and ends with them, as ``load_best_model_at_end`` does in transformers' Trainer;
+7. at the end evaluates on unseen *test* mazes or evaluation episodes (seeds from 1,000,000) and saves
+   ``{output_dir}/final/`` (the policy, ``train_config.yaml``, ``results.json``); with ``push_to_hub: NAME`` it
+   uploads that with a generated model card.
 """
 
 import argparse
@@ -41,22 +62,36 @@ from pathlib import Path
 import torch
 import yaml
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from pc_transformers import PCConfig, PCForProcedureCloning, PCTokenizer
 from pc_transformers.data import (
     MazeDataConfig,
+    MinAtarDataConfig,
     PCDataCollator,
     build_examples,
+    build_minatar_examples,
     generate_maze_dataset,
+    generate_minatar_dataset,
     load_maze_dataset,
+    load_minatar_dataset,
     save_maze_dataset,
+    save_minatar_dataset,
+)
+from pc_transformers.data.minatar_dataset import (
+    minatar_max_reward,
+    minatar_procedure_length,
 )
 from pc_transformers.envs import maze_splits
+from pc_transformers.envs.minatar import episode_seeds, minatar_game_info
 from pc_transformers.evaluation import evaluate_policy
-from pc_transformers.policy import PCPolicy
+from pc_transformers.evaluation_minatar import evaluate_minatar_policy
+from pc_transformers.policy import MinAtarPolicy, PCPolicy
+
+METRICS = {"maze": "success_rate", "minatar": "mean_return"}  # what validation rollouts report, and keep_best ranks
 
 
 # ------------------------------------------------------------------------------------------------------- config
@@ -88,12 +123,17 @@ class OptimArgs:
 @dataclasses.dataclass
 class EvalArgs:
     """Args:
-    every: roll out on validation mazes every N steps (0: only the final evaluation).
-    mazes: validation mazes per periodic evaluation.
-    starts: random starts per validation maze.
-    final_mazes: unseen test mazes for the final evaluation (0: none).
-    final_starts: random starts per test maze.
-    max_steps: episode cap (the paper: 100).
+    every: roll out on validation mazes (episodes) every N steps (0: only the final evaluation).
+    mazes: validation mazes per periodic evaluation (maze).
+    starts: random starts per validation maze (maze).
+    final_mazes: unseen test mazes for the final evaluation (maze; 0: none).
+    final_starts: random starts per test maze (maze).
+    episodes: validation episodes per periodic evaluation, in the data's setting (minatar).
+    final_episodes: episodes of the final evaluation, in the unseen eval setting (minatar; 0: none).
+    max_steps: episode cap (the paper: 100 in mazes).
+    keep_best: evaluate and save, at the end, the weights of the periodic evaluation with the best validation
+        success or mean return (the earliest on ties, as transformers' Trainer) instead of the last; they are kept in
+        ``checkpoints/best``.
     """
 
     every: int = 500
@@ -101,7 +141,10 @@ class EvalArgs:
     starts: int = 2
     final_mazes: int = 100
     final_starts: int = 5
+    episodes: int = 10
+    final_episodes: int = 50
     max_steps: int = 100
+    keep_best: bool = False
 
 
 @dataclasses.dataclass
@@ -109,10 +152,15 @@ class TrainConfig:
     """Args:
     output_dir: where data/, checkpoints/, runs/ and final/ go.
     seed: seeds the data order, initialization, dropout and evaluation starts.
-    dataset: an existing dataset directory (`pc-transformers generate maze --out DIR`); None: generate from data.
-    data: the expert data to generate (MazeDataConfig fields); also names the evaluation mazes' size and walls.
-    model: PCConfig fields (objective, factorization, hidden_size, ...); grid_size and the token layout come from
-        the data and the tokenizer.
+    domain: maze or minatar: which data section applies and how the policy is evaluated.
+    dataset: an existing dataset directory (`pc-transformers generate maze|minatar --out DIR`); None: generate from
+        data (maze) or minatar.
+    data: maze only: the expert data to generate (MazeDataConfig fields); also names the evaluation mazes' size and
+        walls.
+    minatar: minatar only: the expert data (MinAtarDataConfig fields: game, setting, episodes, max_episode_steps,
+        seed_offset, mcts, num_workers); also names the evaluation game.
+    model: PCConfig fields (objective, factorization, hidden_size, ...); grid_size, the token layout (and in MinAtar
+        num_channels, num_actions) come from the data and the tokenizer.
     train: optimization (OptimArgs).
     eval: evaluation by rollouts (EvalArgs).
     log_every: log training scalars every N steps.
@@ -126,8 +174,10 @@ class TrainConfig:
 
     output_dir: str = "outputs/train"
     seed: int = 0
+    domain: str = "maze"
     dataset: str | None = None
-    data: MazeDataConfig = dataclasses.field(default_factory=lambda: MazeDataConfig(test_mazes=0))
+    data: MazeDataConfig | None = dataclasses.field(default_factory=lambda: MazeDataConfig(test_mazes=0))
+    minatar: MinAtarDataConfig | None = None
     model: dict = dataclasses.field(default_factory=dict)
     train: OptimArgs = dataclasses.field(default_factory=OptimArgs)
     eval: EvalArgs = dataclasses.field(default_factory=EvalArgs)
@@ -141,26 +191,63 @@ class TrainConfig:
 
     def __post_init__(self):
         for section, names in ((self.train, ("max_steps", "batch_size", "gradient_accumulation_steps")),
-                               (self.eval, ("mazes", "starts", "final_starts", "max_steps")), (self, ("log_every",))):
+                               (self.eval, ("mazes", "starts", "final_starts", "episodes", "max_steps")),
+                               (self, ("log_every",))):
             for name in names:
                 if getattr(section, name) < 1:
                     raise ValueError(f"{name} must be at least 1, got {getattr(section, name)}")
-        for name in ("save_every", "seed"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
+        for section, name in ((self, "save_every"), (self, "seed"), (self.eval, "final_episodes")):
+            if getattr(section, name) < 0:
+                raise ValueError(f"{name} must be non-negative, got {getattr(section, name)}")
         if self.report_to not in ("tensorboard", "none"):
             raise ValueError(f"report_to must be 'tensorboard' or 'none', got {self.report_to!r}")
         if self.train.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"train.mixed_precision must be no, bf16 or fp16, got {self.train.mixed_precision!r}")
+        if self.domain not in METRICS:
+            raise ValueError(f"domain must be one of {tuple(METRICS)}, got {self.domain!r}")
+        if self.domain == "minatar":
+            self._validate_minatar()
+            return
+        if self.minatar is not None:
+            raise ValueError("a minatar: section needs domain: minatar (this run's domain is 'maze')")
+        if self.data is None:
+            raise ValueError("domain 'maze' needs a data: section (MazeDataConfig fields), got null")
         reserved = {"grid_size", "procedure_format"} & set(self.model)
         if reserved:
             raise ValueError(f"model.{min(reserved)} comes from the data config; set data.size / "
                              f"data.procedure_format instead")
         PCConfig(grid_size=self.data.size, procedure_format=self.data.procedure_format, **self.model)  # validates
 
+    def _validate_minatar(self):
+        if self.minatar is None:
+            raise ValueError("domain 'minatar' needs a minatar: section (MinAtarDataConfig fields: game, episodes, "
+                             "mcts, ...)")
+        if self.data is not None and self.data != MazeDataConfig(test_mazes=0):
+            raise ValueError("data: is the maze data section; a minatar run takes its data from minatar:")
+        self.data = None
+        if (self.minatar.shard_index, self.minatar.num_shards) != (0, 1):
+            raise ValueError(f"training generates all episodes in one shard; got minatar.shard_index="
+                             f"{self.minatar.shard_index}, minatar.num_shards={self.minatar.num_shards} (generate "
+                             f"sharded data with recipes/generate_minatar.py, then set dataset: DIR)")
+        reserved = {"grid_size", "procedure_format", "num_channels", "num_actions", "domain"} & set(self.model)
+        if reserved:
+            raise ValueError(f"model.{min(reserved)} comes from the game (minatar.game) and the tokenizer; remove it")
+        game = minatar_game_info(self.minatar.game)
+        PCConfig.from_tokenizer(PCTokenizer.for_minatar(), num_channels=game.num_channels,  # validates
+                                num_actions=game.num_actions, **self.model)
+
     @property
     def objective(self) -> str:
         return self.model.get("objective", "pc")
+
+    @property
+    def metric(self) -> str:
+        """The validation metric: success_rate (maze) or mean_return (minatar)."""
+        return METRICS[self.domain]
+
+    @property
+    def policy_class(self):
+        return MinAtarPolicy if self.domain == "minatar" else PCPolicy
 
 
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
@@ -177,10 +264,11 @@ def typed(cls, values: dict, where: str = ""):
     kwargs = {}
     for name, value in values.items():
         hint, key = hints[name], f"{where}{name}"
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = typed(hint, value, f"{key}.")
-            continue
         allowed = typing.get_args(hint) or (hint,)
+        sections = [t for t in allowed if dataclasses.is_dataclass(t)]  # a section, possibly optional (X | None)
+        if sections and not (value is None and type(None) in allowed):
+            kwargs[name] = typed(sections[0], value, f"{key}.")
+            continue
         if float in allowed and isinstance(value, str) and _FLOAT.match(value):
             value = float(value)  # YAML 1.1 (PyYAML) reads 3e-3 as a string; YAML 1.2 and people read a float
         if float in allowed and isinstance(value, int) and not isinstance(value, bool):
@@ -208,6 +296,8 @@ def load_config(path, overrides=()) -> TrainConfig:
         for parent in parents:
             node = node.setdefault(parent, {})
         node[leaf] = yaml.safe_load(raw)
+    if isinstance(values, dict) and values.get("domain") == "minatar" and values.get("data") is not None:
+        raise ValueError("data: is the maze data section; a minatar run takes its data from minatar:")
     return typed(TrainConfig, values)
 
 
@@ -237,14 +327,34 @@ class StepBatchSampler(torch.utils.data.Sampler):
 
 def load_data(config: TrainConfig):
     """The expert dataset: ``config.dataset`` if given, else generated into ``{output_dir}/data`` once."""
-    if config.dataset is not None:
-        return load_maze_dataset(config.dataset)
-    data_dir = Path(config.output_dir) / "data"
-    if (data_dir / "data").is_dir():
-        return load_maze_dataset(data_dir)
-    dataset = generate_maze_dataset(config.data)
-    save_maze_dataset(dataset, data_dir, config.data)
+    minatar = config.domain == "minatar"
+    load = load_minatar_dataset if minatar else load_maze_dataset
+    data_dir = Path(config.dataset or Path(config.output_dir) / "data")
+    if config.dataset is not None or (data_dir / "data").is_dir():
+        dataset = load(data_dir)
+    elif minatar:
+        dataset = generate_minatar_dataset(config.minatar)
+        save_minatar_dataset(dataset, data_dir, config.minatar)
+    else:
+        dataset = generate_maze_dataset(config.data)
+        save_maze_dataset(dataset, data_dir, config.data)
+    if minatar and set(dataset["train"].unique("game")) != {config.minatar.game}:
+        raise ValueError(f"{data_dir} holds {sorted(set(dataset['train'].unique('game')))} data, but minatar.game is "
+                         f"{config.minatar.game!r}")
     return dataset
+
+
+def tokenizer_and_model_config(config: TrainConfig, train) -> tuple[PCTokenizer, PCConfig]:
+    """The tokenizer and the model config for the domain: MinAtar's from the game and the data (largest predicted
+    reward, longest procedure), the maze's from the data config."""
+    if config.domain == "maze":
+        tokenizer = PCTokenizer.for_maze(config.data.procedure_format)
+        return tokenizer, PCConfig.from_tokenizer(tokenizer, grid_size=config.data.size, **config.model)
+    game = minatar_game_info(config.minatar.game)
+    tokenizer = PCTokenizer.for_minatar(max_reward=minatar_max_reward(train))
+    model = {"max_procedure_steps": minatar_procedure_length(train), **config.model}
+    return tokenizer, PCConfig.from_tokenizer(tokenizer, num_channels=game.num_channels,
+                                              num_actions=game.num_actions, **model)
 
 
 # ------------------------------------------------------------------------------------------------------ training
@@ -267,16 +377,27 @@ def train_step(model, batch, accelerator, optimizer, scheduler, max_grad_norm: f
     return outputs
 
 
-def rollouts(accelerator, model, tokenizer, config: TrainConfig, seeds, starts: int) -> dict:
-    """Success of the current weights on the given mazes (process 0 rolls out; the others wait)."""
-    metrics = {}
+def rollouts(accelerator, model, tokenizer, config: TrainConfig, final: bool = False) -> dict:
+    """The current weights on validation (or, ``final``, unseen test) mazes or episodes (process 0 rolls out; the
+    others wait). MinAtar: validation in the data's setting, the final evaluation in the unseen "eval" setting."""
+    metrics, cfg = {}, config.eval
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        policy = PCPolicy(unwrapped, tokenizer, seed=config.seed)
-        metrics = evaluate_policy(policy, seeds, size=config.data.size, wall_type=config.data.wall_type,
-                                  starts_per_maze=starts, max_steps=config.eval.max_steps, seed=config.seed)
+        policy = config.policy_class(unwrapped, tokenizer, seed=config.seed)
+        if config.domain == "minatar":
+            setting, seeds = ("eval", episode_seeds("eval", cfg.final_episodes)) if final else (
+                config.minatar.setting, episode_seeds("validation", cfg.episodes))
+            metrics = evaluate_minatar_policy(policy, config.minatar.game, setting, seeds, max_steps=cfg.max_steps)
+        else:
+            seeds = maze_splits(0, cfg.final_mazes).test if final else maze_splits(
+                0, 0, num_validation=cfg.mazes).validation
+            metrics = evaluate_policy(policy, seeds, size=config.data.size, wall_type=config.data.wall_type,
+                                      starts_per_maze=cfg.final_starts if final else cfg.starts,
+                                      max_steps=cfg.max_steps, seed=config.seed)
         unwrapped.train()
     accelerator.wait_for_everyone()
+    if accelerator.num_processes > 1:  # every process takes the same keep_best decision (save_best waits for all)
+        metrics = broadcast_object_list([metrics])[0]
     return metrics
 
 
@@ -291,8 +412,9 @@ def save_checkpoint(accelerator, model, tokenizer, config: TrainConfig, state: d
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp / "state"))  # every process writes its RNG state; process 0 the rest
     if accelerator.is_main_process:
-        PCPolicy(accelerator.unwrap_model(model), tokenizer, seed=config.seed).save_pretrained(tmp / "policy")
-        accelerator.unwrap_model(model).train()  # PCPolicy put it in eval mode
+        policy = config.policy_class(accelerator.unwrap_model(model), tokenizer, seed=config.seed)
+        policy.save_pretrained(tmp / "policy")
+        accelerator.unwrap_model(model).train()  # the policy put it in eval mode
         (tmp / "train_config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
         shutil.rmtree(final, ignore_errors=True)
@@ -304,6 +426,35 @@ def save_checkpoint(accelerator, model, tokenizer, config: TrainConfig, state: d
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final
+
+
+def save_best(accelerator, model, tokenizer, config: TrainConfig, state: dict, value: float) -> None:
+    """Write the current weights to ``checkpoints/best`` (temporary name, then renamed) and note it in ``state``."""
+    root = Path(config.output_dir) / "checkpoints"
+    final, tmp, old = root / "best", root / ".tmp-best", root / ".old-best"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+        config.policy_class(accelerator.unwrap_model(model), tokenizer, seed=config.seed).save_pretrained(tmp)
+        accelerator.unwrap_model(model).train()  # the policy put it in eval mode
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    state["best"] = {"step": state["step"], config.metric: value}
+    accelerator.wait_for_everyone()
+
+
+def load_best(accelerator, model, config: TrainConfig, state: dict) -> None:
+    """Load ``checkpoints/best`` into ``model`` (every process), if it is not the current step's weights."""
+    best = state.get("best")
+    if not config.eval.keep_best or best is None or best["step"] == state["step"]:
+        return
+    weights = load_file(Path(config.output_dir) / "checkpoints" / "best" / "model.safetensors")
+    accelerator.unwrap_model(model).load_state_dict(weights)
+    value = best[config.metric]
+    accelerator.print(f"keep_best: ending with the weights of step {best['step']} (validation "
+                      + (f"success {value:.1%})" if config.domain == "maze" else f"mean return {value:.2f})"))
 
 
 def last_checkpoint(config: TrainConfig) -> Path:
@@ -339,11 +490,11 @@ def main(config: TrainConfig, resume: bool = False) -> dict:
 
     with accelerator.main_process_first():
         dataset = load_data(config)
-    tokenizer = PCTokenizer.for_maze(config.data.procedure_format)
-    model_config = PCConfig.from_tokenizer(tokenizer, grid_size=config.data.size, **config.model)
+    tokenizer, model_config = tokenizer_and_model_config(config, dataset["train"])
     model = PCForProcedureCloning(model_config)
     with accelerator.main_process_first():
-        examples = build_examples(dataset["train"], tokenizer, model_config)
+        build = build_minatar_examples if config.domain == "minatar" else build_examples
+        examples = build(dataset["train"], tokenizer, model_config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps,
                               num_training_steps=args.max_steps)
@@ -363,11 +514,12 @@ def main(config: TrainConfig, resume: bool = False) -> dict:
         config.seed), collate_fn=PCDataCollator(tokenizer.pad_token_id))
     loader = accelerator.prepare(loader)
 
-    run_name = config.run_name or f"{config.objective}-maze{config.data.size}-{config.data.wall_type}-seed{config.seed}"
+    setting = (f"minatar-{config.minatar.game}" if config.domain == "minatar"
+               else f"maze{config.data.size}-{config.data.wall_type}")
+    run_name = config.run_name or f"{config.objective}-{setting}-seed{config.seed}"
     hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
                for k, v in _flatten(dataclasses.asdict(config)).items()}
     accelerator.init_trackers(run_name, config=hparams)
-    validation = maze_splits(0, 0, num_validation=config.eval.mazes).validation
     bar = tqdm(total=args.max_steps, initial=state["step"], desc=f"train {config.objective}",
                disable=not accelerator.is_local_main_process)
     window = new_window()
@@ -404,63 +556,93 @@ def main(config: TrainConfig, resume: bool = False) -> dict:
             state["tokens"] += window["tokens"]
             window = new_window()
         if is_eval_step:
-            metrics = rollouts(accelerator, model, tokenizer, config, validation, config.eval.starts)
+            metrics = rollouts(accelerator, model, tokenizer, config)
             if metrics:
-                accelerator.log({"eval/success_rate": metrics["success_rate"],
-                                 "eval/mean_length_ratio": metrics["mean_length_ratio"]}, step=step)
+                names = (("success_rate", "mean_length_ratio") if config.domain == "maze"
+                         else ("mean_return", "mean_length", "ms_per_decision"))
+                accelerator.log({f"eval/{name}": metrics[name] for name in names}, step=step)
+                value = metrics[config.metric]
                 state["evaluations"].append({"step": step, "train_seconds": state["train_seconds"],
-                                             "success_rate": metrics["success_rate"]})
-                bar.write(f"step {step}: validation success {metrics['success_rate']:.1%}")
+                                             config.metric: value})
+                if accelerator.is_local_main_process:  # every process has the metrics (rollouts broadcasts them)
+                    bar.write(f"step {step}: validation success {value:.1%}" if config.domain == "maze" else
+                              f"step {step}: validation mean return {value:.2f} ({len(metrics['returns'])} episodes)")
+                best = state.get("best")
+                if config.eval.keep_best and (best is None or value > best[config.metric]):
+                    save_best(accelerator, model, tokenizer, config, state, value)
         if is_save_step:
             save_checkpoint(accelerator, model, tokenizer, config, state)
         if is_log_step or is_eval_step or is_save_step:
             window["start"] = time.perf_counter()  # throughput excludes evaluation and checkpoint time
     bar.close()
-    results = finish(accelerator, model, tokenizer, config, state)
+    results = finish(accelerator, model, tokenizer, config, state, dataset["train"])
     accelerator.end_training()  # closes the trackers and the process group
     return results
 
 
-def finish(accelerator, model, tokenizer, config: TrainConfig, state: dict) -> dict:
-    """Final evaluation on unseen test mazes; saves ``final/`` and pushes it when configured."""
+def finish(accelerator, model, tokenizer, config: TrainConfig, state: dict, train) -> dict:
+    """Final evaluation on unseen test mazes (MinAtar: episodes in the eval setting); saves ``final/`` and pushes it
+    when configured."""
     results = {}
-    if config.eval.final_mazes:
-        seeds = maze_splits(0, config.eval.final_mazes).test
-        results = rollouts(accelerator, model, tokenizer, config, seeds, config.eval.final_starts)
+    load_best(accelerator, model, config, state)
+    minatar = config.domain == "minatar"
+    if config.eval.final_episodes if minatar else config.eval.final_mazes:
+        results = rollouts(accelerator, model, tokenizer, config, final=True)
     if not accelerator.is_main_process:
         return results
     final = Path(config.output_dir) / "final"
     shutil.rmtree(final, ignore_errors=True)
-    PCPolicy(accelerator.unwrap_model(model), tokenizer, seed=config.seed).save_pretrained(final)
+    config.policy_class(accelerator.unwrap_model(model), tokenizer, seed=config.seed).save_pretrained(final)
     (final / "train_config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+    data = ({"game": config.minatar.game, "setting": config.minatar.setting,
+             "episodes": len(set(train["episode"])), "decisions": len(train)} if minatar else
+            {"train_mazes": config.data.train_mazes, "trajectories": config.data.trajectories,
+             "size": config.data.size, "wall_type": config.data.wall_type})
     training = {"objective": config.objective, "steps": state["step"], "batch_size": config.train.batch_size,
-                "learning_rate": config.train.learning_rate, "train_mazes": config.data.train_mazes,
-                "trajectories": config.data.trajectories, "size": config.data.size,
-                "wall_type": config.data.wall_type, "train_seconds": round(state["train_seconds"], 1),
+                "learning_rate": config.train.learning_rate, **data, "train_seconds": round(state["train_seconds"], 1),
                 "examples_per_s": round(state["examples"] / max(state["train_seconds"], 1e-9), 1),
                 "tokens_per_s": round(state["tokens"] / max(state["train_seconds"], 1e-9), 1),
                 "processes": accelerator.num_processes,
+                "selected_step": (state.get("best") or {}).get("step", state["step"]) if config.eval.keep_best
+                else state["step"],
                 "hardware": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"}
-    results = {"mazes": config.eval.final_mazes, "starts": config.eval.final_starts,
-               "wall_type": config.data.wall_type, "size": config.data.size, "max_steps": config.eval.max_steps,
-               "objective": config.objective, **results, "training": training,
-               "evaluations": state["evaluations"]}
-    results = {k: (list(v) if isinstance(v, tuple) else None if isinstance(v, float) and math.isnan(v) else v)
-               for k, v in results.items()}
+    if minatar:
+        results = {"game": config.minatar.game, "setting": "eval", "episodes": config.eval.final_episodes,
+                   "max_steps": config.eval.max_steps, "objective": config.objective, **results}
+    else:
+        results = {"mazes": config.eval.final_mazes, "starts": config.eval.final_starts,
+                   "wall_type": config.data.wall_type, "size": config.data.size, "max_steps": config.eval.max_steps,
+                   "objective": config.objective, **results}
+    results = _json_safe({**results, "training": training, "evaluations": state["evaluations"]})
     (final / "results.json").write_text(json.dumps(results, indent=2))
     if "success_rate" in results:
         low, high = results["success_ci95"]
         print(f"{config.objective}: success {results['success_rate']:.1%} (95% CI {low:.1%}-{high:.1%}) on "
               f"{config.eval.final_mazes} unseen mazes x {config.eval.final_starts} starts; saved to {final}")
+    if "mean_return" in results:
+        half = results["return_ci95_half_width"]
+        print(f"{config.objective}: mean return {results['mean_return']:.2f} ± "
+              f"{'n/a' if half is None else f'{half:.2f}'} (95% Student-t interval) on {results['episodes']} unseen "
+              f"{config.minatar.game} episodes in the eval setting (sticky actions 0.1, ramping on, at most "
+              f"{config.eval.max_steps} steps); {results['ms_per_decision']:.1f} ms per decision; saved to {final}")
     if config.push_to_hub:
         from pc_transformers.hub import push_checkpoint
 
-        evaluation = {k: v for k, v in results.items() if k not in ("training", "evaluations")}
+        evaluation = {k: v for k, v in results.items() if k not in ("training", "evaluations", "returns", "seeds")}
         url = push_checkpoint(final, config.push_to_hub, private=config.hub_private,
-                              eval_results=evaluation if "success_rate" in evaluation else None, training=training,
-                              curve=state["evaluations"])
+                              eval_results=evaluation if evaluation.keys() & set(METRICS.values()) else None,
+                              training=training, curve=None if minatar else state["evaluations"])
         print(f"pushed {final} to {config.push_to_hub}: {url}")
     return results
+
+
+def _json_safe(value):
+    """Tuples as lists and NaN (an interval of one episode) as null, at any depth: valid JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _flatten(values: dict, prefix: str = "") -> dict:
@@ -485,7 +667,7 @@ def cli(argv=None) -> int:
         config = load_config(args.config, args.overrides)
         if args.resume:
             last_checkpoint(config)
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:  # ImportError: the minatar extra
         print(f"recipes/train.py: error: {error}", file=sys.stderr)
         return 2
     main(config, resume=args.resume)

@@ -57,7 +57,7 @@ def same_weights(a: dict, b: dict) -> bool:
 # --- config ----------------------------------------------------------------------------------------------------
 
 def test_ready_made_configs_load_and_match_the_paper_budget(recipe):
-    names = {p.stem for p in (REPO / "recipes" / "configs").glob("*.yaml")}
+    names = {p.stem for p in (REPO / "recipes" / "configs").glob("*maze*.yaml")}
     assert {"pc_maze8", "bc_maze8", "pc_maze16", "bc_maze16"} <= names
     for name in names:
         config = recipe.load_config(config_path(name))
@@ -163,6 +163,25 @@ def test_train_writes_checkpoints_logs_and_resumes_to_identical_weights(recipe, 
     with pytest.raises(ValueError, match="differs from the checkpoint"):
         recipe.main(recipe.load_config(config_path("pc_maze8"), [*TINY, f"output_dir={tmp_path}",
                                                                  "train.max_steps=9"]), resume=True)
+
+
+def test_keep_best_ends_with_the_best_validation_weights(recipe, tmp_path):
+    """eval.keep_best: final/ holds the weights of the best validation evaluation (earliest on ties), evaluated."""
+    config = recipe.load_config(config_path("pc_maze8"), [*TINY, f"output_dir={tmp_path}", "train.max_steps=6",
+                                                          "save_every=1", "eval.every=1", "save_total_limit=null",
+                                                          "eval.keep_best=true", "train.learning_rate=0.03"])
+    results = recipe.main(config)
+    curve = [(e["success_rate"], -e["step"]) for e in results["evaluations"]]
+    best_step = -max(curve)[1]
+    assert results["training"]["selected_step"] == best_step
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir() if not p.name.startswith("step_")) == ["best", "last"]
+    assert same_weights(weights(checkpoints / "best"), weights(checkpoints / f"step_{best_step:06d}" / "policy"))
+    assert same_weights(weights(tmp_path / "final"), weights(checkpoints / "best"))
+    if best_step != 6:  # (with this seed: step 1)
+        assert not same_weights(weights(tmp_path / "final"), weights(checkpoints / "step_000006" / "policy"))
+    saved = json.loads((checkpoints / "last").parent.joinpath("step_000006", "trainer_state.json").read_text())
+    assert saved["best"]["step"] == best_step  # kept in the resumable state
 
 
 def test_gradient_accumulation_matches_the_full_batch(recipe, tmp_path):

@@ -1,0 +1,241 @@
+"""MinAtar in the recipes: ``recipes/train.py`` with ``domain: minatar`` (configs, PC and BC runs, resume, keep_best),
+`evaluate_minatar_policy` (its Student-t interval against scipy, every kind of player), and the benchmark's
+``--quick`` mode as a subprocess. Tiny budgets: a 1-layer d=16 model, a few steps, episodes of at most 10 steps."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+if os.environ.get("PC_TRANSFORMERS_REQUIRE_MINATAR"):  # CI (.ci/run): a missing extra fails instead of skipping
+    import minatar  # noqa: F401
+else:
+    pytest.importorskip("minatar")
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from scipy import stats
+
+from pc_transformers import PCConfig, PCForProcedureCloning, PCTokenizer
+from pc_transformers.data import (
+    MinAtarDataConfig,
+    generate_minatar_dataset,
+    load_minatar_dataset,
+    save_minatar_dataset,
+)
+from pc_transformers.envs.minatar import episode_seeds
+from pc_transformers.evaluation_minatar import (
+    GreedyActor,
+    MCTSActor,
+    RandomActor,
+    evaluate_minatar_policy,
+    t_interval,
+    t_quantile,
+)
+from pc_transformers.hub import model_card
+from pc_transformers.policy import MinAtarPolicy, PCPolicy
+from pc_transformers.procedures.mcts import MCTSConfig
+from pc_transformers.recipes import config_path, load_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+GAMES = ("breakout", "freeway", "asterix")
+TINY_MCTS = {"num_simulations": 6, "max_depth": 4, "rollout_depth": 3}
+DATA = MinAtarDataConfig(game="breakout", episodes=2, max_episode_steps=10, mcts=TINY_MCTS)
+TINY = ["model.hidden_size=16", "model.num_hidden_layers=1", "model.num_attention_heads=2",
+        "model.intermediate_size=32", "train.batch_size=4", "train.warmup_steps=0", "eval.episodes=2",
+        "eval.final_episodes=3", "eval.max_steps=10", "log_every=2", "report_to=none", "minatar.episodes=2",
+        "minatar.max_episode_steps=10", "minatar.num_workers=1", f"minatar.mcts={json.dumps(TINY_MCTS)}"]
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    return load_recipe("train")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """The tiny breakout expert dataset every run here trains on (``dataset: DIR``)."""
+    out = tmp_path_factory.mktemp("breakout")
+    save_minatar_dataset(generate_minatar_dataset(DATA, progress=False), out, DATA)
+    return out
+
+
+def weights(path) -> dict:
+    return load_file(str(Path(path) / "model.safetensors"))
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- config ----------------------------------------------------------------------------------------------------
+
+def test_ready_made_minatar_configs(recipe):
+    for game in GAMES:
+        for objective in ("pc", "bc"):
+            config = recipe.load_config(config_path(f"{objective}_minatar_{game}"))
+            assert config.domain == "minatar" and config.data is None and config.metric == "mean_return"
+            assert config.minatar.game == game and config.minatar.setting == "train"
+            assert config.objective == objective and config.eval.keep_best and config.eval.final_episodes > 0
+
+
+@pytest.mark.parametrize("override, error, match", [
+    ("data.size=8", ValueError, "data: is the maze data section"),
+    ("minatar.bogus=1", ValueError, "unknown config key minatar.'bogus'"),
+    ("minatar.episodes=0", ValueError, "episodes must be an int >= 1, got 0"),
+    ("minatar.game=pong", ValueError, "pong"),
+    ("minatar.num_shards=2", ValueError, "one shard"),
+    ("minatar.mcts={simulations: 3}", ValueError, "unknown MCTS setting 'simulations'"),
+    ("minatar=null", ValueError, "needs a minatar: section"),
+    ("model.num_channels=3", ValueError, "model.num_channels comes from the game"),
+    ("model.objective=imitation", ValueError, "imitation"),
+    ("eval.final_episodes=-1", ValueError, "final_episodes must be non-negative"),
+    ("domain=atari", ValueError, "atari"),
+])
+def test_config_errors_name_the_value(recipe, override, error, match):
+    with pytest.raises(error, match=match):
+        recipe.load_config(config_path("pc_minatar_breakout"), [override])
+
+
+def test_maze_config_refuses_a_minatar_section(recipe):
+    with pytest.raises(ValueError, match="needs domain: minatar"):
+        recipe.load_config(config_path("pc_maze8"), ["minatar.game=breakout"])
+
+
+# --- training runs ----------------------------------------------------------------------------------------------
+
+def test_train_minatar_pc_writes_results_and_resumes_to_identical_weights(recipe, data_dir, tmp_path):
+    """PC on breakout, 4 steps with dropout, checkpoints and validation every 2; final/ holds a MinAtarPolicy and
+    results.json the eval-setting return ± t-interval; a run interrupted after step 2 resumes bit-identically."""
+    config = recipe.load_config(config_path("pc_minatar_breakout"), [
+        *TINY, f"output_dir={tmp_path}", f"dataset={data_dir}", "train.max_steps=4", "save_every=2", "eval.every=2",
+        "eval.keep_best=false", "model.hidden_dropout=0.2", "save_total_limit=null"])
+    results = recipe.main(config)
+    final = tmp_path / "final"
+    saved = json.loads((final / "results.json").read_text())
+    assert saved["mean_return"] == results["mean_return"] and saved["game"] == "breakout"
+    assert (saved["setting"], saved["sticky_action_prob"], saved["difficulty_ramping"]) == ("eval", 0.1, True)
+    assert saved["episodes"] == 3 and len(saved["returns"]) == 3 and saved["seeds"] == list(episode_seeds("eval", 3))
+    low, high = saved["return_ci95"]
+    assert low <= saved["mean_return"] <= high and "Student-t" in saved["ci_method"]
+    assert saved["ms_per_decision"] > 0 and saved["mean_forward_passes"] >= 9  # a n q <path> a r <act> a </s>
+    assert (saved["training"]["episodes"], saved["training"]["decisions"]) == (2, len(load_minatar_dataset(
+        data_dir)["train"]))
+    assert [e["step"] for e in saved["evaluations"]] == [2, 4] and "mean_return" in saved["evaluations"][0]
+    policy = PCPolicy.from_pretrained(final)
+    assert isinstance(policy, MinAtarPolicy) and policy.tokenizer.domain == "minatar"
+    assert policy.model.config.num_channels == 4 and policy.model.config.num_actions == 3
+    assert recipe.load_config(final / "train_config.yaml") == config  # the resolved config reruns as is
+    # The model card `pc-transformers push` / push_to_hub would upload, from these results.
+    card = model_card(final, "user/pc-breakout", eval_results={k: v for k, v in saved.items() if k not in (
+        "training", "evaluations", "returns", "seeds")}, training=saved["training"])
+    assert "| mean_return |" in card.text and "| game | breakout |" in card.text
+
+    uninterrupted = weights(final)
+    checkpoints = tmp_path / "checkpoints"
+    shutil.rmtree(checkpoints / "step_000004")
+    shutil.rmtree(final)
+    (checkpoints / "last").write_text("step_000002")
+    resumed = recipe.main(config, resume=True)
+    assert same_weights(weights(final), uninterrupted)  # same data order, dropout RNG and optimizer state
+    assert resumed["training"]["steps"] == 4 and resumed["returns"] == results["returns"]
+
+
+def test_train_minatar_bc_keep_best_and_generated_data(recipe, tmp_path):
+    """BC generates its own data from the minatar: section and ends with the best validation mean return."""
+    config = recipe.load_config(config_path("bc_minatar_breakout"), [
+        *TINY, f"output_dir={tmp_path}", "train.max_steps=3", "save_every=0", "eval.every=1", "eval.keep_best=true",
+        "train.learning_rate=0.03"])
+    results = recipe.main(config)
+    assert (tmp_path / "data" / "data" / "train-00000-of-00001.parquet").is_file()
+    assert (tmp_path / "data" / "README.md").is_file()
+    curve = [(e["mean_return"], -e["step"]) for e in results["evaluations"]]
+    assert results["training"]["selected_step"] == -max(curve)[1]
+    assert same_weights(weights(tmp_path / "final"), weights(tmp_path / "checkpoints" / "best"))
+    assert results["objective"] == "bc" and results["mean_forward_passes"] == 2  # <act> a, then </s>
+    assert json.loads((tmp_path / "final" / "config.json").read_text())["objective"] == "bc"
+
+
+# --- evaluation -----------------------------------------------------------------------------------------------
+
+def test_t_quantile_and_interval_match_scipy():
+    for df in (1, 2, 3, 5, 9, 29, 30, 100, 1000):
+        for q in (0.975, 0.995, 0.9, 0.025):
+            assert t_quantile(q, df) == pytest.approx(stats.t.ppf(q, df), rel=1e-9, abs=1e-12)
+    values = [3.0, 0.0, 7.0, 2.0, 2.0]
+    ours = t_interval(values)
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert (ours["low"], ours["high"]) == (pytest.approx(low, rel=1e-9), pytest.approx(high, rel=1e-9))
+    single = t_interval([4.0])
+    assert single["mean"] == 4.0 and math.isnan(single["half_width"])
+    with pytest.raises(ValueError, match="df"):
+        t_quantile(0.975, 0)
+
+
+def test_evaluate_baselines_and_their_interval():
+    seeds = episode_seeds("eval", 4)
+    report = evaluate_minatar_policy(RandomActor(seed=1), "breakout", "eval", seeds, max_steps=30)
+    returns = report["returns"]
+    assert report["episodes"] == 4 and report["seeds"] == list(seeds) and report["batch_size"] == 1
+    assert (report["sticky_action_prob"], report["difficulty_ramping"]) == (0.1, True)
+    assert report["mean_return"] == pytest.approx(np.mean(returns))
+    if np.std(returns) > 0:
+        low, high = stats.t.interval(0.95, 3, loc=np.mean(returns), scale=stats.sem(returns))
+        assert report["return_ci95"] == [pytest.approx(low), pytest.approx(high)]
+    assert report["mean_forward_passes"] is None and report["decisions"] == round(4 * report["mean_length"])
+    # Reseeded per episode: the same returns again, also from 2 worker processes.
+    again = evaluate_minatar_policy(RandomActor(seed=1), "breakout", "eval", seeds, max_steps=30, num_workers=2)
+    assert again["returns"] == returns
+    mcts = evaluate_minatar_policy(MCTSActor(MCTSConfig(**TINY_MCTS)), "breakout", "train", seeds[:2], max_steps=8)
+    assert mcts["decisions"] > 0 and mcts["ms_per_decision"] > 0 and mcts["setting"] == "train"
+    greedy = evaluate_minatar_policy(GreedyActor(), "freeway", "eval", seeds[:2], max_steps=5)
+    assert greedy["truncated_episodes"] == 2 and greedy["mean_length"] == 5  # freeway never ends in 5 steps
+
+
+def test_evaluate_a_policy_batched_or_alone():
+    tok = PCTokenizer.for_minatar()
+    torch.manual_seed(0)
+    model = PCForProcedureCloning(PCConfig.from_tokenizer(tok, num_channels=4, num_actions=3, hidden_size=16,
+                                                          num_hidden_layers=1, num_attention_heads=2,
+                                                          intermediate_size=32, max_procedure_steps=16))
+    policy = MinAtarPolicy(model, tok)
+    seeds = episode_seeds("eval", 3)
+    batched = evaluate_minatar_policy(policy, "breakout", "eval", seeds, max_steps=6)
+    alone = evaluate_minatar_policy(policy, "breakout", "eval", seeds, max_steps=6, batch_size=1)
+    assert (batched["batch_size"], alone["batch_size"]) == (3, 1)
+    assert batched["returns"] == alone["returns"] and batched["decisions"] == alone["decisions"]
+    assert batched["mean_forward_passes"] >= 9 and batched["fallback_rate"] == 0 and alone["ms_per_decision"] > 0
+    with pytest.raises(ValueError, match="chooses among 3 actions but 'asterix' has 5"):
+        evaluate_minatar_policy(policy, "asterix", "eval", seeds, max_steps=6)
+    with pytest.raises(ValueError, match="at least one episode seed"):
+        evaluate_minatar_policy(policy, "breakout", "eval", [], max_steps=6)
+
+
+# --- the benchmark ----------------------------------------------------------------------------------------------
+
+@pytest.mark.timeout(300)
+def test_minatar_generalization_benchmark_quick(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, REPO / "recipes" / "benchmarks" / "minatar_generalization.py", "--quick",
+                           "--games", "breakout", "--out", tmp_path], env=env, capture_output=True, text=True,
+                          timeout=280, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    (game,) = results["games"]
+    assert game["game"] == "breakout" and set(game["runs"]) == {"pc", "bc", "mcts", "random", "greedy"}
+    for method, run in game["runs"].items():
+        assert run["episodes"] == 2 and run["setting"] == "eval" and len(run["returns"]) == 2, method
+    assert game["runs"]["pc"]["latency_batch1"]["ms_per_decision"] > 0 and game["pc_ge_bc"] in (True, False)
+    assert game["pc_latency_fraction"] > 0
+    for name in ("table.md", "returns.png", "runs/breakout_pc/final/model.safetensors", "data/breakout/README.md"):
+        assert (tmp_path / name).is_file(), name
+    assert "| breakout |" in (tmp_path / "table.md").read_text()
