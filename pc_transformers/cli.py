@@ -129,10 +129,10 @@ def _push(args) -> None:
             config_file = Path(args.checkpoint) / "config.json"
             objective = json.loads(config_file.read_text()).get("objective") if config_file.is_file() else None
             results = read_results(args.results)
-            if "mean_return" in results:  # a MinAtar run (recipes/train.py, domain: minatar): returns, no curve
+            if "mean_return" in results:  # a MinAtar run (recipes/train.py, domain: minatar): returns
                 evaluation = {k: v for k, v in results.items()
                               if k not in ("training", "evaluations", "returns", "seeds")}
-                training = results.get("training")
+                training, curve = results.get("training"), results.get("evaluations")
             else:
                 evaluation, training, curve = results_for(results, objective)
         url = push_checkpoint(args.checkpoint, args.repo_id, token=args.token, private=args.private,

@@ -62,9 +62,78 @@ def _table(values: dict | None, empty: str) -> str:
 def _curve(curve: list[dict] | None) -> str:
     if not curve:
         return "No validation rollouts were recorded during training."
+    if "mean_return" in curve[0]:  # MinAtar runs
+        rows = [f"| {e['step']} | {e['train_seconds']:.0f} | {e['mean_return']:.2f} |" for e in curve]
+        return "\n".join(["Mean return on validation episodes during training:", "",
+                          "| step | training time (s) | validation mean return |", "|---|---|---|", *rows])
     rows = [f"| {e['step']} | {e['train_seconds']:.0f} | {e['success_rate']:.1%} |" for e in curve]
     return "\n".join(["Success on held-out validation mazes during training:", "",
                       "| step | training time (s) | validation success |", "|---|---|---|", *rows])
+
+
+_MAZE_TEXT = {
+    "summary": """A **procedure cloning** policy (Yang et al., NeurIPS 2022) built with
+[pc_transformers](https://github.com/pc-transformers/pc_transformers). It imitates not only a BFS expert's actions in
+mazes but its search: it reads the maze, generates the expert's BFS maps one whole map per forward pass, and reads its
+action at the agent's cell of the last map.""",
+    "what_is_cloned": """- Environment: `pc_transformers/Maze-v0`, {grid_size}×{grid_size} `{wall_type}` mazes; actions 0 = x+1
+  (down), 1 = y+1 (right), 2 = x−1 (up), 3 = y−1 (left); reward 1 on reaching the goal.
+- Expert: breadth-first search rooted at the goal. Procedure format `{procedure_format}`: the cumulative BFS map
+  after each level, each cell labelled with the action that moves it one step toward the goal; ties broken by the
+  lowest action index (a deliberate deviation from the original code, which breaks them by queue order).
+- Objective `{objective}`, factorization `{factorization}`, position encoding `{position_encoding}`.""",
+    "token_grammar": """`<s> s_1 … s_N <proc> x_0 <step> x_1 … x_L <act> a_k </s>`, state cells `# . G A`, map cells `v > ^ < _ *`, actions
+`a0 … a3` (see `tokenization_pc.py` in this repository for a worked example).""",
+    "evaluation_protocol": """Protocol: success rate over held-out maze seeds (disjoint from training) × random starts, episodes capped at
+{max_episode_steps} steps, 95% Wilson confidence intervals.""",
+    "quick_start": """```python
+import gymnasium as gym
+import pc_transformers
+from pc_transformers.policy import PCPolicy
+
+policy = PCPolicy.from_pretrained("{repo_id}")
+env = gym.make("pc_transformers/Maze-v0", size={grid_size}, wall_type="{wall_type}", maze_seed=1_000_000)
+obs, info = env.reset(seed=0)
+action, info = policy.act(obs, return_procedure=True)
+```
+
+Without the package: `AutoModelForCausalLM.from_pretrained("{repo_id}", trust_remote_code=True)`.""",
+    "limitations": """- Trained on one maze size and wall type. With relative 2D positions no weight depends on the maze size, so the model
+  loads at other sizes (`from_pretrained(..., grid_size=N)`) and can be fine-tuned there, but its success at a size
+  or wall type it was not evaluated on is unknown.
+- The BFS maps are cumulative, so acting costs one forward pass per BFS level up to the agent's distance (amortized
+  by the policy's procedure cache within an episode).
+- If the model never labels the agent's cell, the policy falls back to a random action and flags it.""",
+}
+
+_MINATAR_TEXT = {
+    "summary": """A **procedure cloning** policy (Yang et al., NeurIPS 2022) for the MinAtar game `{game}`, built with
+[pc_transformers](https://github.com/pc-transformers/pc_transformers). It imitates a Monte Carlo tree search expert's
+search, not only its action: it reads the 10×10 observation, generates the search summary token by token (with a KV
+cache), then the action.""",
+    "what_is_cloned": """- Environment: `MinAtar/{env_name}-v1` (gymnasium, package `minatar`; minimal action set, {num_channels} observation
+  channels).
+- Expert: UCT Monte Carlo tree search with a simulator snapshot per node and sampled chance events (the snapshots'
+  random generators are reseeded, so the expert never reads the real game's future draws).
+- Objective `{objective}`; procedure format `{procedure_format}`.""",
+    "token_grammar": """`<s> c_1 … c_100 <proc> (a<i> n<visits> q<value>)×k <path> (a<i> r<reward>)×d <act> a_k </s>`: one state token
+per cell (`c<m>`, m the bitmask of active channels); the most-visited root branches with visit-share and value deciles;
+the principal variation with its predicted rewards (see `tokenization_pc.py` in this repository).""",
+    "evaluation_protocol": """Protocol: mean return over unseen episode seeds in the evaluation setting (sticky actions 0.1, difficulty ramping
+on, unless stated otherwise in the table), episodes capped at {max_episode_steps} steps, 95% Student-t intervals.""",
+    "quick_start": """```python
+from pc_transformers.envs.minatar import make_minatar_env
+from pc_transformers.policy import PCPolicy
+
+policy = PCPolicy.from_pretrained("{repo_id}")      # a MinAtarPolicy
+env = make_minatar_env("{game}", setting="eval")
+obs, info = env.reset(seed=1_000_000)
+actions, infos = policy.act(obs[None], return_procedure=True)
+```""",
+    "limitations": """- Trained on one game and one setting; the evaluation setting differs (sticky actions, difficulty ramping) on
+  purpose, to measure generalization to configurations the expert data never covered.
+- Acting decodes the whole search summary (one forward pass per token, with a KV cache) before the action.""",
+}
 
 
 def model_card(checkpoint_dir, repo_id: str, eval_results: dict | None = None, training: dict | None = None,
@@ -87,30 +156,41 @@ def model_card(checkpoint_dir, repo_id: str, eval_results: dict | None = None, t
     size = config.get("grid_size")
     wall_type = evaluation.get("wall_type") or training.get("wall_type") or "tunnel"
     results = []
+    domain = config.get("domain", "maze")
+    game = evaluation.get("game") or training.get("game") or ""
+    if evaluation.get("mean_return") is not None:
+        results.append(EvalResult(task_type="reinforcement-learning", dataset_type=f"MinAtar/{game}",
+                                  dataset_name=f"{game}, unseen seeds, {evaluation.get('setting', 'eval')} setting",
+                                  metric_type="mean_return", metric_value=evaluation["mean_return"]))
     if evaluation.get("success_rate") is not None:
         results.append(EvalResult(task_type="reinforcement-learning", dataset_type=ENV_ID,
                                   dataset_name=f"unseen {size}x{size} {wall_type} mazes", metric_type="success_rate",
                                   metric_value=evaluation["success_rate"]))
     card_data = ModelCardData(
         library_name="pc_transformers", pipeline_tag="reinforcement-learning",
-        tags=["procedure-cloning", "imitation-learning", "maze", "pc_transformers"],
+        tags=["procedure-cloning", "imitation-learning", *(["minatar", "mcts"] if domain == "minatar" else ["maze"]),
+              "pc_transformers"],
         datasets=[dataset_id] if dataset_id else None, license="apache-2.0", model_name=repo_id,
         eval_results=results or None,
     )
+    expert, command = ("MCTS", "minatar") if domain == "minatar" else ("BFS", "maze")
     if dataset_id:
-        data = (f"Expert BFS trajectories from the dataset [{dataset_id}](https://huggingface.co/datasets/"
-                f"{dataset_id}) (generated with `pc-transformers generate maze`).")
+        data = (f"Expert {expert} trajectories from the dataset [{dataset_id}](https://huggingface.co/datasets/"
+                f"{dataset_id}) (generated with `pc-transformers generate {command}`).")
     else:
-        data = "Expert BFS trajectories generated with `pc-transformers generate maze` (dataset not published)."
+        data = f"Expert {expert} trajectories generated with `pc-transformers generate {command}` (dataset not published)."
+    fields = {"grid_size": size, "wall_type": wall_type, "procedure_format": config.get("procedure_format"),
+              "objective": config.get("objective"), "factorization": config.get("factorization"),
+              "position_encoding": config.get("position_encoding"), "repo_id": repo_id, "game": game,
+              "env_name": game.title().replace("_", ""), "num_channels": config.get("num_channels"),
+              "max_episode_steps": evaluation.get("max_steps", 100)}
+    texts = {name: text.format(**fields) for name, text in
+             (_MINATAR_TEXT if domain == "minatar" else _MAZE_TEXT).items()}
     values = {
-        "card_data": card_data.to_yaml(), "model_name": repo_id, "repo_id": repo_id, "grid_size": size,
-        "wall_type": wall_type, "procedure_format": config.get("procedure_format"),
-        "objective": config.get("objective"), "factorization": config.get("factorization"),
-        "position_encoding": config.get("position_encoding"), "data_description": data,
+        "card_data": card_data.to_yaml(), "model_name": repo_id, **texts, "data_description": data,
         "training_table": _table(training, "not recorded"),
         "training_curve": _curve(curve),
         "evaluation_table": _table(evaluation, "not evaluated"),
-        "max_episode_steps": evaluation.get("max_steps", 100),
     }
     template = _read_template()
     if template.startswith("---\n"):  # drop the template's own YAML comments (they describe the placeholders)

@@ -631,7 +631,7 @@ def finish(accelerator, model, tokenizer, config: TrainConfig, state: dict, trai
         evaluation = {k: v for k, v in results.items() if k not in ("training", "evaluations", "returns", "seeds")}
         url = push_checkpoint(final, config.push_to_hub, private=config.hub_private,
                               eval_results=evaluation if evaluation.keys() & set(METRICS.values()) else None,
-                              training=training, curve=None if minatar else state["evaluations"])
+                              training=training, curve=state["evaluations"])
         print(f"pushed {final} to {config.push_to_hub}: {url}")
     return results
 

@@ -138,6 +138,10 @@ def test_train_minatar_pc_writes_results_and_resumes_to_identical_weights(recipe
     card = model_card(final, "user/pc-breakout", eval_results={k: v for k, v in saved.items() if k not in (
         "training", "evaluations", "returns", "seeds")}, training=saved["training"])
     assert "| mean_return |" in card.text and "| game | breakout |" in card.text
+    assert "MinAtar/Breakout-v1" in card.text and "Monte Carlo tree search" in card.text and "maze" not in card.text
+    assert card.data.eval_results[0].metric_type == "mean_return" and "minatar" in card.data.tags
+    curve = model_card(final, "user/pc-breakout", curve=saved["evaluations"]).text
+    assert "validation mean return" in curve and f"| {saved['evaluations'][-1]['step']} |" in curve
 
     uninterrupted = weights(final)
     checkpoints = tmp_path / "checkpoints"
