@@ -339,3 +339,15 @@ def test_maze_generalization_benchmark_quick(tmp_path):
             assert 0 < r["efficiency"]["mfu"] < 1 and r["efficiency"]["train_gflops_per_example"] > 0
     for name in ("table.md", "success_vs_train_mazes.png", "success_vs_time.png", "best_pc/model.safetensors"):
         assert (tmp_path / name).is_file(), name
+
+    # --merge: the runs of several invocations (a main setting, its sweep) in one results.json, table and plots.
+    other = json.loads((tmp_path / "results.json").read_text())
+    other["args"]["methods"], other["runs"] = ["bc"], [{**r, "train_mazes": 4} for r in other["runs"] if r["method"] == "bc"]
+    (tmp_path / "sweep.json").write_text(json.dumps(other))
+    proc = run([sys.executable, REPO / "recipes" / "benchmarks" / "maze_generalization.py", "--merge",
+                tmp_path / "results.json", tmp_path / "sweep.json", "--out", tmp_path / "merged"])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    merged = json.loads((tmp_path / "merged" / "results.json").read_text())
+    assert merged["runs"] == results["runs"] + other["runs"] and set(merged["args"]["methods"]) == methods
+    table = (tmp_path / "merged" / "table.md").read_text()
+    assert table.count("\n| bc | 8 |") == 2 and (tmp_path / "merged" / "success_vs_train_mazes.png").is_file()

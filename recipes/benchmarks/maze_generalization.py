@@ -241,7 +241,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--keep-best", action="store_true",
                         help="transformers end with the weights of their best validation evaluation (eval.keep_best)")
     parser.add_argument("--quick", action="store_true", help="8x8, 2 training mazes, 3 steps, 2 test mazes (smoke)")
+    parser.add_argument("--merge", nargs="+", metavar="RESULTS_JSON",
+                        help="run nothing: merge the runs of earlier results.json files (e.g. a main setting and its "
+                             "sweep, run as separate invocations) into --out's results.json, table.md and plots")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, Path(args.out))
     if args.quick:
         args.sizes, args.train_mazes, args.steps, args.batch_size = [8], [2], 3, 4
         args.convnet_steps, args.convnet_batch_size = 3, 4
@@ -285,6 +290,21 @@ def main(argv=None) -> dict:
                 shutil.copytree(run_dir / "final", out / "best_pc")
             (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     results["best_pc"] = None if best is None else {"method": best["method"], "success_rate": best["success_rate"]}
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    (out / "table.md").write_text(table(results))
+    plots(results, out)
+    print(table(results))
+    return results
+
+
+def merge(paths, out: Path) -> dict:
+    """One results.json, table and plots from several: runs concatenated in order; the first file's hardware, peak
+    and main setting (``args``) are kept, the methods are the union."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    results = {**parts[0], "runs": [run for part in parts for run in part["runs"]], "merged_from": [str(p) for p in paths]}
+    methods = [m for part in parts for m in part["args"]["methods"]]
+    results["args"] = {**parts[0]["args"], "methods": list(dict.fromkeys(methods))}
+    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     (out / "table.md").write_text(table(results))
     plots(results, out)
@@ -341,8 +361,10 @@ def plots(results, out: Path) -> None:
                       key=lambda r: r["train_mazes"])
         if runs:
             ax.errorbar([r["train_mazes"] for r in runs], [100 * r["success_rate"] for r in runs], marker="o",
-                        yerr=[[100 * (r["success_rate"] - r["success_ci95"][0]) for r in runs],
-                              [100 * (r["success_ci95"][1] - r["success_rate"]) for r in runs]], label=method,
+                        # max(0, ·): a 100% rate's Wilson upper bound can sit a rounding error below 1
+                        yerr=[[max(0.0, 100 * (r["success_rate"] - r["success_ci95"][0])) for r in runs],
+                              [max(0.0, 100 * (r["success_ci95"][1] - r["success_rate"])) for r in runs]],
+                        label=method,
                         capsize=3)
     ax.set(xlabel="training mazes (4 expert trajectories each)", ylabel="success on unseen mazes (%)",
            title=f"{main_size}x{main_size} tunnel mazes", ylim=(0, 100))
