@@ -597,7 +597,7 @@ def finish(accelerator, model, tokenizer, config: TrainConfig, state: dict, trai
     data = ({"game": config.minatar.game, "setting": config.minatar.setting,
              "episodes": len(set(train["episode"])), "decisions": len(train)} if minatar else
             {"train_mazes": config.data.train_mazes, "trajectories": config.data.trajectories,
-             "size": config.data.size, "wall_type": config.data.wall_type})
+             "size": config.data.size, "wall_type": config.data.wall_type, "augment": config.data.augment})
     training = {"objective": config.objective, "steps": state["step"], "batch_size": config.train.batch_size,
                 "learning_rate": config.train.learning_rate, **data, "train_seconds": round(state["train_seconds"], 1),
                 "examples_per_s": round(state["examples"] / max(state["train_seconds"], 1e-9), 1),

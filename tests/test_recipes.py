@@ -208,8 +208,13 @@ def test_train_cli_subprocess(tmp_path):
 @pytest.mark.timeout(600)
 def test_train_two_processes(tmp_path):
     """Data parallel over 2 CPU processes (gloo) with `accelerate launch`; checkpoints written once."""
+    import socket
+
+    with socket.socket() as sock:  # a free port: never the default 29500 another (or a stale) job may hold
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     proc = run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no", TRAIN, "--config", config_path("pc_maze8"),
+                "--main_process_port", port, "--mixed_precision", "no", "--dynamo_backend", "no", TRAIN, "--config", config_path("pc_maze8"),
                 *TINY, f"output_dir={tmp_path}", "train.max_steps=4", "save_every=2", "eval.every=2"], timeout=540)
     assert proc.returncode == 0, proc.stderr[-6000:]
     results = json.loads((tmp_path / "final" / "results.json").read_text())
