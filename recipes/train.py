@@ -576,6 +576,9 @@ def main(config: TrainConfig, resume: bool = False) -> dict:
             window["start"] = time.perf_counter()  # throughput excludes evaluation and checkpoint time
     bar.close()
     results = finish(accelerator, model, tokenizer, config, state, dataset["train"])
+    # Leave together: a process that tears the (gloo) group down while process 0 still writes final/ can leave the
+    # other one waiting forever at exit.
+    accelerator.wait_for_everyone()
     accelerator.end_training()  # closes the trackers and the process group
     return results
 
