@@ -23,6 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from decoding_checks import assert_cached_generate_is_greedy
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -456,20 +457,7 @@ def test_generate_cached_and_uncached_agree(tok, make_config, frames):
     config = make_config(max_position_embeddings=64)
     model = perturb(PCForProcedureCloning(config)).eval()
     prompts = torch.tensor([tok.strict_ids(["<s>", *tok.minatar_state_tokens(o), "<proc>"]) for o in frames])
-    kwargs = {"attention_mask": torch.ones_like(prompts), "max_new_tokens": 15, "do_sample": False,
-              "pad_token_id": config.pad_token_id, "eos_token_id": config.eos_token_id}
-    cached = model.generate(prompts, use_cache=True, **kwargs)
-    uncached = model.generate(prompts, use_cache=False, **kwargs)
-    assert torch.equal(cached, uncached)
-    new = cached[:, prompts.shape[1] :]
-    assert new.shape[1] > 1 and len(set(new.flatten().tolist())) > 1  # non-trivial continuations
-    with torch.no_grad():
-        logits = model(cached[:, :-1]).logits[:, prompts.shape[1] - 1 :]
-    finished = torch.zeros(len(cached), dtype=torch.bool)
-    for step in range(new.shape[1]):
-        expected = torch.where(finished, config.pad_token_id, logits[:, step].argmax(-1))
-        assert torch.equal(new[:, step], expected)
-        finished |= new[:, step] == config.eos_token_id
+    assert_cached_generate_is_greedy(model, prompts, max_new_tokens=15)
 
 
 @pytest.mark.parametrize("objective", ["pc", "aux_bc"])

@@ -17,6 +17,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from decoding_checks import assert_cached_generate_is_greedy
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, Trainer, TrainingArguments
 
@@ -574,21 +575,7 @@ def test_text_generate_cached_and_uncached_agree(make_config, trace_tokenizer, t
     config = make_config("bfs_trace", max_position_embeddings=64)
     model = perturb(PCForProcedureCloning(config), std=0.5).eval()
     prompts = grid_prompts(trace_tokenizer, trace_dataset.with_format("numpy").select(range(3)))
-    kwargs = dict(attention_mask=torch.ones_like(prompts), max_new_tokens=12, do_sample=False,
-                  pad_token_id=config.pad_token_id, eos_token_id=config.eos_token_id)
-    cached = model.generate(prompts, use_cache=True, **kwargs)
-    uncached = model.generate(prompts, use_cache=False, **kwargs)
-    assert torch.equal(cached, uncached)
-    new = cached[:, prompts.shape[1] :]
-    assert new.shape[1] > 1 and len(set(new.flatten().tolist())) > 1  # non-trivial continuations
-    # Greedy decoding is the argmax of a plain forward pass over the whole sequence, token by token.
-    with torch.no_grad():
-        logits = model(cached[:, :-1]).logits[:, prompts.shape[1] - 1 :]
-    finished = torch.zeros(len(cached), dtype=torch.bool)
-    for step in range(new.shape[1]):
-        expected = torch.where(finished, config.pad_token_id, logits[:, step].argmax(-1))
-        assert torch.equal(new[:, step], expected)
-        finished |= new[:, step] == config.eos_token_id
+    assert_cached_generate_is_greedy(model, prompts, max_new_tokens=12)
 
 
 # ================================================================================================ 7. Trainer

@@ -38,6 +38,15 @@ from ..procedures import BFSMapsRecord, BFSTraceRecord, all_bfs_maps, bfs_trace,
 
 PROCEDURE_COLUMNS = {"bfs_maps": ("maps",), "bfs_trace": ("visited", "path")}
 AUGMENTATIONS = ("none", "dihedral")
+# The paper, as the dataset cards (maze and MinAtar) cite it.
+PAPER_BIBTEX = """```bibtex
+@inproceedings{yang2022chain,
+  title={Chain of Thought Imitation with Procedure Cloning},
+  author={Yang, Mengjiao and Schuurmans, Dale and Abbeel, Pieter and Nachum, Ofir},
+  booktitle={Advances in Neural Information Processing Systems},
+  year={2022}
+}
+```"""
 NUM_SYMMETRIES = 8
 
 
@@ -260,14 +269,7 @@ Columns: `maze_seed`, `trajectory`, `step`, `walls` (bool, size×size), `goal`, 
 
 ## Citation
 
-```bibtex
-@inproceedings{{yang2022chain,
-  title={{Chain of Thought Imitation with Procedure Cloning}},
-  author={{Yang, Mengjiao and Schuurmans, Dale and Abbeel, Pieter and Nachum, Ofir}},
-  booktitle={{Advances in Neural Information Processing Systems}},
-  year={{2022}}
-}}
-```
+{PAPER_BIBTEX}
 """
     return DatasetCard(content)
 

@@ -62,6 +62,7 @@ from ..envs.minatar import (
 )
 from ..evaluation_minatar import decision_seed, t_interval
 from ..procedures.mcts import MCTSConfig, MCTSExpert, MCTSRecord
+from .maze_dataset import PAPER_BIBTEX
 
 __all__ = [
     "MCTS_COLUMNS",
@@ -400,14 +401,7 @@ set, equal to `branch_actions[0]`), `reward` (after the action), `return_so_far`
 
 ## Citation
 
-```bibtex
-@inproceedings{{yang2022chain,
-  title={{Chain of Thought Imitation with Procedure Cloning}},
-  author={{Yang, Mengjiao and Schuurmans, Dale and Abbeel, Pieter and Nachum, Ofir}},
-  booktitle={{Advances in Neural Information Processing Systems}},
-  year={{2022}}
-}}
-```
+{PAPER_BIBTEX}
 """
     return DatasetCard(content)
 
