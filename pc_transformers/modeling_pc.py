@@ -111,7 +111,7 @@ def relative_index(config: PCConfig, query_cell, key_cell, same_block) -> torch.
 # ------------------------------------------------------------------------------------------------------- modules
 def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
     """Plain softmax attention with an additive float mask ``(B|1, H, T, S)``; agrees with sdpa."""
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, H, T, S)
+    scores = torch.matmul(query * scaling, key.transpose(2, 3))  # (B, H, T, S): scaling the smaller operand
     if attention_mask is not None:
         scores = scores + attention_mask
     weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
@@ -173,7 +173,12 @@ TILE = 4  # queries are processed in TILE×TILE tiles, each attending to its (TI
 
 def _tiles(x: torch.Tensor, grid: int, kernel: int, padding: int) -> torch.Tensor:
     """``(B, H, nb·N, K)`` → ``(B, tiles·H, nb·kernel², K)``: the ``kernel×kernel`` region of every tile (stride TILE),
-    in every block, zeros off-grid. Tiles go into the head dimension so one mask broadcasts over the batch."""
+    in every block, zeros off-grid. Tiles go into the head dimension so one mask broadcasts over the batch.
+
+    The order of the cells inside a region is an implementation detail: `_tile_geometry` derives the coordinates of
+    the keys by passing coordinate planes through this same function."""
+    if grid % TILE == 0 and kernel == TILE + 2 * padding and (2 * padding) % TILE == 0:
+        return _halo_tiles(x, grid, padding)
     b, h, length, k = x.shape
     nb = length // (grid * grid)
     padded_grid = -(-grid // TILE) * TILE
@@ -184,6 +189,20 @@ def _tiles(x: torch.Tensor, grid: int, kernel: int, padding: int) -> torch.Tenso
     tiles = regions.shape[-1]
     regions = regions.view(b, h, nb, k, kernel * kernel, tiles).permute(0, 5, 1, 2, 4, 3)
     return regions.reshape(b, tiles * h, nb * kernel * kernel, k)
+
+
+def _halo_tiles(x: torch.Tensor, grid: int, w: int) -> torch.Tensor:
+    """`_tiles` when TILE divides the grid and ``2w``: a halo is then ``m × m`` whole TILE×TILE sub-tiles of the grid
+    padded by ``w`` (``m = 1 + 2w/TILE``), so it is gathered by ``m²`` strided slices instead of im2col, whose
+    backward (col2im) cost more than the attention's own products in training. Regions come out sub-tile-major."""
+    b, h, length, k = x.shape
+    nb, per_side = length // (grid * grid), grid // TILE
+    m, s = 1 + 2 * w // TILE, (grid + 2 * w) // TILE
+    planes = F.pad(x.reshape(b, h, nb, grid, grid, k), (0, 0, w, w, w, w))  # (B, H, nb, G+2w, G+2w, K)
+    sub = planes.reshape(b, h, nb, s, TILE, s, TILE, k).permute(0, 3, 5, 1, 2, 4, 6, 7)  # (B, s, s, H, nb, T, T, K)
+    parts = [sub[:, i : i + per_side, j : j + per_side] for i in range(m) for j in range(m)]
+    regions = torch.stack(parts, dim=5)  # (B, tile row, tile col, H, nb, m², TILE, TILE, K)
+    return regions.reshape(b, per_side * per_side * h, nb * m * m * TILE * TILE, k)
 
 
 def _query_tiles(x: torch.Tensor, grid: int) -> torch.Tensor:
@@ -230,10 +249,11 @@ def _tile_geometry(grid: int, w: int, device):
         rows, cols = torch.meshgrid(torch.arange(padded), torch.arange(padded), indexing="ij")
         coords = torch.stack([rows, cols]).float()[None]  # (1, 2, P, P)
         q = F.unfold(coords, kernel_size=TILE, stride=TILE).view(2, TILE * TILE, -1).permute(2, 1, 0)
-        # Off-grid halo keys get coordinates far away so they are never in a window; unfold pads with zeros, so
-        # shift the coordinates by one and mark zero as "outside".
-        k = F.unfold(coords + 1, kernel_size=TILE + 2 * w, stride=TILE, padding=w)
-        k = k.view(2, (TILE + 2 * w) ** 2, -1).permute(2, 1, 0)
+        # The keys' coordinates come from `_tiles` itself, so they are in whatever order it lays the halo out. It pads
+        # with zeros: shift the coordinates by one and read zero as "off the grid".
+        planes = coords[0, :, :grid, :grid].reshape(2, grid * grid).T[None, None] + 1  # (1, 1, N, 2)
+        tiles = q.shape[0]
+        k = _tiles(planes, grid, TILE + 2 * w, w).view(tiles, (TILE + 2 * w) ** 2, 2)
         on_grid = (k > 0).all(-1) & (k <= grid).all(-1)
         k = k - 1
         q_cell = torch.where((q < grid).all(-1), q[..., 0] * grid + q[..., 1], -1)
@@ -277,8 +297,8 @@ class PCAttention(nn.Module):
         out, weights = self._attend(q, k, v, mask, output_attentions)
         return self.o_proj(out.reshape(b, t, -1)), weights  # (B, T, D)
 
-    def _attend(self, q, k, v, mask, output_attentions):
-        implementation = "eager" if output_attentions else self.config._attn_implementation
+    def _attend(self, q, k, v, mask, eager):
+        implementation = "eager" if eager else self.config._attn_implementation
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         return attention(
             self, q, k, v, attention_mask=mask, scaling=self.scaling, is_causal=False,
@@ -315,7 +335,9 @@ class PCAttention(nn.Module):
         qt = _query_tiles(q, g)  # (B, tiles·H, nq·TILE², K)
         kt, vt = _tiles(k, g, halo, w), _tiles(v, g, halo, w)  # (B, tiles·H, nk·halo², K)
         mask = self._window_mask(plan, q.dtype, q.device)
-        out, weights = self._attend(qt, kt, vt, mask, output_attentions)  # (B, nq·TILE², tiles·H, K)
+        # A mask that carries the bias table's gradient sends sdpa to its math fallback, which is slower on these
+        # many small products than the same computation done eagerly.
+        out, weights = self._attend(qt, kt, vt, mask, output_attentions or mask.requires_grad)
         cells = _untile(out, g, nq, q_cell)  # (B, nq, N, H·K)
         return self.o_proj(cells.reshape(b, nq * n, h * kd)), weights
 
@@ -592,7 +614,8 @@ class PCModel(PCPreTrainedModel):
         block_b = starts[:, 0]
         block_of = layout.block[block_b, starts[:, 1]]  # (NB,)
         cells = torch.arange(n, device=device)
-        out = torch.zeros(b, t, cfg.hidden_size, dtype=self.embed_tokens.weight.dtype, device=device)
+        # The outputs of the three groups are gathered into place at the end, by one index into their rows.
+        rows, source = [], torch.empty(b, t, dtype=torch.long, device=device)
         all_hidden = all_attentions = None
 
         # The state under every cell: from this call if it holds the state, else from state_input_ids.
@@ -612,7 +635,8 @@ class PCModel(PCPreTrainedModel):
                 self._embed(state[block_b[is_state]], cells), None, index, None, output_attentions,
                 output_hidden_states,
             )
-            out[block_b[is_state, None], cell_index[is_state]] = hidden
+            source[block_b[is_state, None], cell_index[is_state]] = torch.arange(hidden.shape[0] * n, device=device).view(-1, n)
+            rows.append(hidden.reshape(-1, hidden.shape[-1]))
         is_map = ~is_state
         if is_map.any():  # map blocks: each cell embedded with the state cell under it
             map_b, map_block = block_b[is_map], block_of[is_map]
@@ -620,12 +644,18 @@ class PCModel(PCPreTrainedModel):
             hidden, all_hidden, all_attentions = self._map_layers(
                 hidden, map_b, map_block, b, cache, past, output_attentions, output_hidden_states
             )
-            out[map_b[:, None], cell_index[is_map]] = hidden
+            offset = sum(len(r) for r in rows)
+            source[map_b[:, None], cell_index[is_map]] = offset + torch.arange(hidden.shape[0] * n, device=device).view(-1, n)
+            rows.append(hidden.reshape(-1, hidden.shape[-1]))
         other = (~layout.is_cell()).nonzero()  # (M, 2)
-        if len(other):  # a batch of length-1 sequences: each token attends only to itself
-            hidden, _, _ = self._run_layers(self._embed(input_ids[other[:, 0], other[:, 1]])[:, None],
-                                            None, None, None, False, False)
-            out[other[:, 0], other[:, 1]] = hidden[:, 0]
+        if len(other):
+            # Each such token attends only to itself, so its output depends on its id alone: run every distinct id
+            # once (padding is most of a right-padded batch of procedures) and copy the result to its positions.
+            ids, inverse = torch.unique(input_ids[other[:, 0], other[:, 1]], return_inverse=True)
+            hidden, _, _ = self._run_layers(self._embed(ids)[:, None], None, None, None, False, False)
+            source[other[:, 0], other[:, 1]] = sum(len(r) for r in rows) + inverse
+            rows.append(hidden[:, 0])
+        out = torch.cat(rows).index_select(0, source.flatten()).view(b, t, -1)
         return self.norm(out), layout, all_hidden, all_attentions
 
     def _map_layers(self, hidden, map_b, map_block, batch, cache, past, output_attentions, output_hidden_states):
@@ -820,11 +850,14 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
         )
         hidden, layout = out.last_hidden_state, out.token_layout  # (B, T, D)
         readout = self._readout_index(input_ids, layout)  # (B, T) the position whose hidden state each token uses
-        logits = self.lm_head(hidden.gather(1, readout[..., None].expand_as(hidden)))  # (B, T, V)
+        hidden = hidden.gather(1, readout[..., None].expand_as(hidden))  # (B, T, D)
+        logits = self.lm_head(hidden)  # (B, T, V)
 
         procedure_loss = action_loss = loss = None
         if labels is not None:
-            procedure_loss, action_loss = self._losses(logits, labels, input_ids, layout)
+            # The losses project only the positions with a target (onto the allowed ids): the same values as
+            # ``logits`` there, without a backward pass through the whole (B, T, V) tensor.
+            procedure_loss, action_loss = self._losses(hidden, labels, input_ids, layout)
             terms = [w * l for w, l in ((self.config.procedure_loss_weight, procedure_loss),
                                         (self.config.action_loss_weight, action_loss)) if l is not None]
             loss = sum(terms) if terms else None
@@ -880,16 +913,17 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
         index[rows, act_t[rows]] = target[rows]
         return index
 
-    def _losses(self, logits, labels, input_ids, layout: TokenLayout):
+    def _losses(self, hidden, labels, input_ids, layout: TokenLayout):
+        """Procedure and action losses from the readout hidden states ``(B, T, D)`` (what ``logits`` are made of)."""
         cfg = self.config
         if labels.shape != input_ids.shape:
             raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
-        b, t, v = logits.shape
+        weight = self.lm_head.weight  # (V, D)
         is_act = input_ids == cfg.act_token_id
         # Action: the token after <act>, scored over the action tokens only (the grammar fixes what comes there).
         next_label = F.pad(labels[:, 1:], (0, 1), value=-100)
         action_target = torch.where(is_act, next_label, -100)
-        action_loss = _subset_cross_entropy(logits, action_target, self.action_ids)
+        action_loss = _subset_cross_entropy(hidden, weight, action_target, self.action_ids)
         if cfg.objective == "bc":
             return None, action_loss
         if cfg.is_grid:
@@ -898,13 +932,13 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
             target = F.pad(labels[:, shift:], (0, shift), value=-100)
             target_role = F.pad(layout.role[:, shift:], (0, shift), value=ROLE_OTHER)
             target = torch.where(layout.is_cell() & (target_role == ROLE_MAP), target, -100)
-            procedure_loss = _subset_cross_entropy(logits, target, self.map_ids)
+            procedure_loss = _subset_cross_entropy(hidden, weight, target, self.map_ids)
         else:
             # Text-like: next-token prediction over the procedure tokens and the closing <act>.
             in_procedure = (input_ids == cfg.proc_token_id).long().cumsum(1) - is_act.long().cumsum(1) > 0
             target = torch.where(in_procedure, next_label, -100)
             target = target.masked_fill(is_act, -100)
-            procedure_loss = _masked_mean_ce(logits, target)
+            procedure_loss = _masked_mean_ce(hidden, weight, target)
         return procedure_loss, action_loss
 
     # ---------------------------------------------------------------------------------------------------- decoding
@@ -1054,25 +1088,27 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
         return nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=cfg.pad_token_id)
 
 
-def _subset_cross_entropy(logits, target, subset_ids) -> torch.Tensor | None:
-    """Mean cross-entropy over the positions with a target, the softmax taken over ``subset_ids`` only."""
+def _subset_cross_entropy(hidden, weight, target, subset_ids) -> torch.Tensor | None:
+    """Mean cross-entropy over the positions with a target, the softmax taken over ``subset_ids`` only: the logits
+    ``hidden @ weight.T`` (bias-free head) at those positions and ids."""
     keep = target != -100
     if not keep.any():
         return None
-    lookup = torch.full((logits.shape[-1],), -1, dtype=torch.long, device=logits.device)
-    lookup[subset_ids] = torch.arange(len(subset_ids), device=logits.device)
+    lookup = torch.full((weight.shape[0],), -1, dtype=torch.long, device=weight.device)
+    lookup[subset_ids] = torch.arange(len(subset_ids), device=weight.device)
     sub_target = lookup[target[keep]]
     if (sub_target < 0).any():
         raise ValueError(f"labels hold token ids {target[keep][sub_target < 0][:5].tolist()} where only "
                          f"{subset_ids.tolist()} are allowed by the grammar")
-    return F.cross_entropy(logits[keep][:, subset_ids].float(), sub_target)
+    return F.cross_entropy(F.linear(hidden[keep], weight[subset_ids]).float(), sub_target)
 
 
-def _masked_mean_ce(logits, target) -> torch.Tensor | None:
+def _masked_mean_ce(hidden, weight, target) -> torch.Tensor | None:
+    """Mean cross-entropy over the positions with a target, over the whole vocabulary (bias-free head)."""
     keep = target != -100
     if not keep.any():
         return None
-    return F.cross_entropy(logits[keep].float(), target[keep])
+    return F.cross_entropy(F.linear(hidden[keep], weight).float(), target[keep])
 
 
 __all__ = ["PCPreTrainedModel", "PCModel", "PCForProcedureCloning", "PCOutput", "GridDecodeOutput"]

@@ -338,7 +338,7 @@ def dense_window_reference(attention, hidden, num_blocks, autoregressive):
     q = attention.q_proj(hidden).view(b, t, heads, k_dim).transpose(1, 2).double()
     k = attention.k_proj(hidden).view(b, t, heads, k_dim).transpose(1, 2).double()
     v = attention.v_proj(hidden).view(b, t, heads, k_dim).transpose(1, 2).double()
-    table = attention.relative_bias.table.detach().double().view(heads, 2, side, side)
+    table = attention.relative_bias.table.double().view(heads, 2, side, side)  # differentiable: see the gradient test
     position = torch.arange(t)
     block, cell = position // (g * g), position % (g * g)
     row, col = cell // g, cell % g
@@ -369,6 +369,33 @@ def test_windowed_attention_matches_dense_reference_markov(make_config, grid_siz
         out, _ = attention(hidden, None, None, window=plan)
         reference = dense_window_reference(attention, hidden, 1, autoregressive=False)
     torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("grid_size, relative_clip", [(7, 1), (8, 2)])  # 8: halos gathered as whole sub-tiles
+def test_windowed_attention_gradients_match_dense_reference(make_config, grid_size, relative_clip):
+    """Training takes its own path (halos by strided slices, eager products so the bias table gets its gradient):
+    the gradients of the input, the projections and the bias table must be those of the reference."""
+    config = make_config(grid_size=grid_size, relative_clip=relative_clip)
+    attention = PCForProcedureCloning(config).train().model.layers[0].self_attn
+    with torch.no_grad():
+        attention.relative_bias.table.normal_(0.0, 1.0)
+    hidden = torch.randn(3, config.num_cells, config.hidden_size, requires_grad=True)
+    upstream = torch.randn(3, config.num_cells, config.hidden_size)
+    one = torch.zeros(3, 1, dtype=torch.long)
+    plan = WindowPlan(1, one, one, torch.ones(3, 1, dtype=torch.bool), autoregressive=False)
+
+    def grads(forward):
+        attention.zero_grad(set_to_none=True)
+        hidden.grad = None
+        (forward() * upstream).sum().backward()
+        return {"hidden": hidden.grad.clone(), **{n: p.grad.clone() for n, p in attention.named_parameters()}}
+
+    ours = grads(lambda: attention(hidden, None, None, window=plan)[0])
+    reference = grads(lambda: dense_window_reference(attention, hidden, 1, autoregressive=False))
+    assert ours.keys() == reference.keys() and "relative_bias.table" in ours
+    for name in ours:
+        torch.testing.assert_close(ours[name], reference[name], atol=1e-4, rtol=1e-4, msg=name)
+    assert ours["relative_bias.table"].abs().sum() > 0
 
 
 @pytest.mark.parametrize("grid_size", [6, 8])

@@ -14,6 +14,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from pc_transformers.data import load_maze_dataset
 from pc_transformers.recipes import config_path, load_recipe
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -326,6 +327,25 @@ def test_benchmark_recipes_run(small_checkpoint, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = json.loads(out.read_text())["runs"]
     assert runs[0]["batch_size"] == 2 and runs[0]["cache"]["env_steps"] > 0
+
+
+def test_training_throughput_benchmark_counts_map_pairs(tmp_path):
+    """The throughput benchmark runs the recipe's loop; its map pairs are the maps of the rows it trained on."""
+    out = tmp_path / "throughput.json"
+    proc = run([sys.executable, REPO / "recipes" / "benchmarks" / "training_throughput.py", "--config", "pc_maze8",
+                f"output_dir={tmp_path / 'run'}", "data.train_mazes=2", "data.trajectories=2", "train.batch_size=4",
+                "--steps", "2", "--warmup", "1", "--json", out])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    train = load_recipe("train")
+    rows = load_maze_dataset(tmp_path / "run" / "data")["train"]
+    timed = list(train.StepBatchSampler(len(rows), 4, 3, seed=0))[1:]  # the warm-up batch is not timed
+    maps = sum(len(rows[i]["maps"]) for batch in timed for i in batch)
+    assert result["map_pairs_per_sequence"] == pytest.approx(maps / 8)
+    assert result["map_pairs_per_s"] == pytest.approx(result["sequences_per_s"] * maps / 8)
+    assert result["steps"] == 2 and result["hardware"]["torch_threads"] >= 1
+    proc = run([sys.executable, REPO / "recipes" / "benchmarks" / "training_throughput.py", "--steps", "0"])
+    assert proc.returncode != 0 and "--steps must be ≥ 1, got 0" in proc.stderr
 
 
 @pytest.mark.timeout(600)

@@ -1,0 +1,117 @@
+"""Training throughput of a recipe config, counted in the units the original implementation reports.
+
+    python recipes/benchmarks/training_throughput.py --config pc_maze16 \
+        dataset=outputs/benchmarks/maze16_aug/data/maze16_train5_dihedral --steps 40 --threads 2
+    python recipes/benchmarks/training_throughput.py --config pc_maze16 --mixed-precision bf16
+
+It runs the training loop of ``recipes/train.py`` (its data, batch sampler, model, AdamW, clipping and
+``train_step``) for ``--warmup`` + ``--steps`` optimizer steps, with no evaluation or checkpointing, and reports:
+
+- ``sequences_per_s``: training sequences (one expert decision each: state, procedure, action);
+- ``map_pairs_per_s`` (grid procedures): procedure maps predicted per second. Each map is predicted from the block
+  before it (the state for map 0), which is the original implementation's example, "one map-to-map pair";
+- ``tokens_per_s``: non-padding tokens per second;
+- the median and spread of the step times, since this machine is shared and noisy.
+
+Quote ratios measured in the same run, and the hardware (printed) with every absolute figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from transformers import get_scheduler
+
+from pc_transformers import PCForProcedureCloning
+from pc_transformers.data import PCDataCollator, build_examples
+from pc_transformers.recipes import config_path, load_recipe
+
+
+def map_blocks(input_ids: torch.Tensor, config) -> int:
+    """Procedure maps in a batch of grid sequences: ``<s> state <proc> (map <step>)* map <act> a </s>``."""
+    if not config.is_grid:
+        return 0
+    act = (input_ids == config.act_token_id).float().argmax(dim=1)  # (B,) position of <act>
+    return int(((act - (config.num_cells + 1)) // (config.num_cells + 1)).sum())
+
+
+def measure(config, steps: int, warmup: int, mixed_precision: str) -> dict:
+    train = load_recipe("train")
+    args = config.train
+    accelerator = Accelerator(cpu=not torch.accelerator.is_available(), mixed_precision=mixed_precision)
+    set_seed(config.seed)
+    dataset = train.load_data(config)
+    tokenizer, model_config = train.tokenizer_and_model_config(config, dataset["train"])
+    if config.domain != "maze":
+        raise ValueError(f"domain={config.domain!r}: this benchmark counts map pairs of maze procedures")
+    model = PCForProcedureCloning(model_config)
+    examples = build_examples(dataset["train"], tokenizer, model_config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps,
+                              num_training_steps=args.max_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    sampler = train.StepBatchSampler(len(examples), args.batch_size, warmup + steps, config.seed)
+    collate = PCDataCollator(tokenizer.pad_token_id)
+    model.train()
+    times, sequences, pairs, tokens = [], 0, 0, 0
+    for step, indices in enumerate(sampler):
+        batch = collate([examples[i] for i in indices])  # collated outside the timed region, like a loader worker
+        start = time.perf_counter()
+        train.train_step(model, batch, accelerator, optimizer, scheduler, args.max_grad_norm)
+        elapsed = time.perf_counter() - start
+        if step < warmup:
+            continue
+        times.append(elapsed)
+        sequences += len(batch["input_ids"])
+        pairs += map_blocks(batch["input_ids"], model_config)
+        tokens += int(batch["attention_mask"].sum())
+    seconds = sum(times)
+    return {
+        "steps": steps, "batch_size": args.batch_size, "mixed_precision": mixed_precision,
+        "sequences_per_s": sequences / seconds, "map_pairs_per_s": pairs / seconds, "tokens_per_s": tokens / seconds,
+        "map_pairs_per_sequence": pairs / sequences, "seconds": seconds,
+        "step_ms_median": 1000 * statistics.median(times),
+        "step_ms_quartiles": [1000 * q for q in statistics.quantiles(times, n=4)] if len(times) > 1 else None,
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="pc_maze16", help="a recipe config (file or ready-made name)")
+    parser.add_argument("overrides", nargs="*", help="section.key=value overrides, as for recipes/train.py")
+    parser.add_argument("--steps", type=int, default=40, help="timed optimizer steps")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--json", default=None, help="write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    for name, value in (("--steps", args.steps), ("--warmup", args.warmup)):
+        if value < (1 if name == "--steps" else 0):
+            raise SystemExit(f"{name} must be {'≥ 1' if name == '--steps' else '≥ 0'}, got {value}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    train = load_recipe("train")
+    config = train.load_config(config_path(args.config), args.overrides)
+    result = measure(config, args.steps, args.warmup, args.mixed_precision)
+    result["hardware"] = {"machine": platform.machine(), "processor": platform.processor() or None,
+                          "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                          "torch": torch.__version__, "cuda": torch.cuda.get_device_name() if torch.cuda.is_available()
+                          else None}
+    result["config"] = str(args.config)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()
