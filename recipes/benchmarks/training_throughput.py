@@ -92,7 +92,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may come before or after the options
     for name, value in (("--steps", args.steps), ("--warmup", args.warmup)):
         if value < (1 if name == "--steps" else 0):
             raise SystemExit(f"{name} must be {'≥ 1' if name == '--steps' else '≥ 0'}, got {value}")
