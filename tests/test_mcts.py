@@ -7,6 +7,7 @@ found by exhaustive search here, and the record's principal variation is replaye
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import math
 
@@ -425,3 +426,106 @@ def test_minatar_breakout_decision(minatar_env):
     assert MCTSExpert(config)(env) == record  # deterministic given the seed, on a real game too
     assert 0 <= greedy_one_step_action(env, np.random.default_rng(0)) < 3
     env.step(record.action)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Equivalent moves: actions that leave the same state are searched once
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class AliasGame(ToyGame):
+    """`ToyGame` where action 2 is action 1 under another name (same rewards, same successor), and a remembered
+    ``last_action`` (a gym action id from ``ACTION_SET``) that, as in MinAtar without sticky actions, is not state."""
+
+    ACTION_SET = (0, 3, 5)
+
+    def __init__(self, rewards: np.ndarray, last_action: int = 0):
+        super().__init__(rewards)
+        self.last_action = last_action
+        self.sticky_action_prob = 0.0
+
+    def num_actions(self) -> int:
+        return 6
+
+    def act(self, action: int):
+        index = self.ACTION_SET.index(action)
+        self.last_action = action
+        return super().act(min(index, 1))
+
+
+class AliasEnv:
+    """The gymnasium-env shape `as_game` reads: ``unwrapped.game`` and ``unwrapped.action_set``."""
+
+    def __init__(self, game):
+        self.unwrapped = self
+        self.game = game
+        self.action_set = AliasGame.ACTION_SET
+
+
+def alias_rewards() -> np.ndarray:
+    rewards = toy_rewards(2)
+    rewards[:, :, 2] = rewards[:, :, 1]  # unused by AliasGame.act, kept equal for clarity
+    return rewards
+
+
+@pytest.mark.parametrize(("last_action", "first"), [(0, 1), (3, 1), (5, 2)])
+def test_equivalent_actions_are_one_move_listed_after_the_previous_action(last_action, first):
+    env = AliasEnv(AliasGame(alias_rewards(), last_action))
+    config = MCTSConfig(num_simulations=120, rollout_depth=2, top_k=3, seed=5)
+    expert = MCTSExpert(config)
+    root, _ = expert.search(env)
+    # Independent check of the aliasing: actions 1 and 2 give the same reward and successor, action 0 does not.
+    assert root.aliases == [0, first, first]
+    assert sorted(root.children) == [0, first]  # the duplicate is never expanded
+    assert sum(child.visits for child in root.children.values()) == 120
+    record = MCTSExpert(config)(env)
+    shared = root.children[first]
+    stats = {a: (record.branch_visits[i], record.branch_values[i]) for i, a in enumerate(record.branch_actions.tolist())}
+    assert stats[1] == stats[2]  # the duplicate reports its move's statistics
+    ones = record.branch_actions.tolist().index(1), record.branch_actions.tolist().index(2)
+    assert ones[0] - ones[1] == (1 if first == 2 else -1)  # the previous action's name comes first
+    assert abs(ones[0] - ones[1]) == 1
+    if shared.visits > root.children[0].visits:
+        assert record.action == first and record.pv_actions[0] == first
+    # Without merging every action is searched, and nothing is aliased.
+    unmerged, _ = MCTSExpert(dataclasses.replace(config, merge_equivalent=False)).search(env)
+    assert unmerged.aliases == [0, 1, 2] and sorted(unmerged.children) == [0, 1, 2]
+
+
+def test_same_state_compares_values_and_skips_chance_and_ignored_fields():
+    from pc_transformers.procedures.mcts import _same_state
+
+    first, second = AliasGame(alias_rewards(), 3), AliasGame(alias_rewards(), 5)
+    second.random = np.random.RandomState(99)  # another chance source is not another state
+    assert not _same_state(first, second)  # last_action differs
+    assert _same_state(first, second, ignore=("last_action",))
+    second.pos = 1
+    assert not _same_state(first, second, ignore=("last_action",))
+    second.pos, second.rewards = 0, alias_rewards() + 1
+    assert not _same_state(first, second, ignore=("last_action",))  # arrays compared by value
+
+
+def test_freeway_move_timer_aliases_every_action_to_the_previous_one(minatar_env):
+    """MinAtar Freeway ignores actions while the chicken's move timer runs (hidden from the observation): then every
+    action is the same move and the expert repeats its previous action instead of picking one by noise."""
+    env = minatar_env("freeway", "train")
+    env.reset(seed=0)
+    expert = MCTSExpert(MCTSConfig(num_simulations=20, rollout_depth=5, seed=0))
+    game = env.unwrapped.game
+    while game.env.move_timer:  # the timer runs at the start
+        env.step(0)
+    root, _ = expert.search(env)
+    assert root.aliases == [0, 1, 2]  # noop, up and down all differ when the chicken can move
+    env.step(1)  # up: the timer starts
+    assert game.env.move_timer > 0
+    root, _ = expert.search(env)
+    assert root.aliases == [1, 1, 1] and list(root.children) == [1]
+    record = expert(env)
+    assert record.action == 1 and record.branch_actions.tolist() == [1, 0, 2]
+    assert len(set(record.branch_visits.tolist())) == 1 and len(set(record.branch_values.tolist())) == 1
+    # With sticky actions the previous action is part of the state: nothing is merged.
+    sticky = minatar_env("freeway", "eval")
+    sticky.reset(seed=0)
+    sticky.unwrapped.game.env.move_timer = 2
+    root, _ = expert.search(sticky)
+    assert root.aliases == [0, 1, 2]

@@ -25,6 +25,15 @@ parent's snapshot, with the reward and the ``done`` flag that step returned. One
    leaf is worth 0, so the search sees only the rewards inside the tree.
 4. **Backup**: walking back to the root, each node adds the discounted return from its state to its statistics.
 
+**Equivalent moves** (``merge_equivalent``, on by default): before searching, the expert steps every root action
+once from copies of the game that draw the same chance events; actions that return the same reward and done flag and
+leave the same game state are one move, searched once. MinAtar Freeway, for instance, ignores every action while the
+chicken's move timer runs (two frames in three when it walks), a timer the observation does not show: searched
+separately, "noop", "up" and "down" there get equal values and the choice is noise, which a cloned policy cannot
+learn. A merged class is searched through the game's previous action (``last_action``; the lowest index if it is
+not in the class), so the expert keeps walking; every action of the class reports the move's statistics. With sticky
+actions the previous action is part of the state (it may be repeated), so nothing merges.
+
 The action is the root's most-visited child; ties go to the higher ``q``, then the lower action index. The
 planner never reads the real game's future random events: all its snapshots share one RandomState seeded from the
 planner's ``numpy.random.Generator`` (`pc_transformers.envs.minatar.snapshot`), so spawns, sticky actions and other
@@ -36,7 +45,8 @@ The procedure record
 An `MCTSRecord` holds ``k = min(top_k, num_actions)`` root branches and the principal variation (PV), all int8:
 
 * ``branch_actions`` ``(k,)``: root actions, ranked as the action choice ranks them (visits, then ``q``, then
-  action index; unvisited actions last). ``branch_actions[0]`` is the action.
+  the action a merged move was searched through, then action index; unvisited actions last).
+  ``branch_actions[0]`` is the action.
 * ``branch_visits`` ``(k,)``: the action's share of the root's visits as a decile bucket,
   ``min(9, floor(10 * visits / total_visits))``.
 * ``branch_values`` ``(k,)``: the action's ``q`` rescaled by the min and max ``q`` over the root's visited children,
@@ -139,6 +149,9 @@ class MCTSConfig:
         rollout_hold: probability in [0, 1) that a rollout step repeats the previous rollout action instead of
             drawing a uniform one; 0 = uniformly random rollouts.
         discount: discount factor of returns in the tree and the rollouts, in (0, 1].
+        merge_equivalent: search root actions that are the same move (same reward, done flag and successor state,
+            see `MCTSExpert._aliases`) once, and report each duplicate with its move's statistics, ranked after the
+            game's previous action. False searches every action separately.
         top_k: root branches serialized (capped at the number of actions).
         pv_length: maximum steps of the principal variation serialized.
         seed: seed of the planner's ``numpy.random.Generator`` (expansion order, rollouts, sampled chance events).
@@ -158,6 +171,7 @@ class MCTSConfig:
     rollout_depth: int = 30
     rollout_hold: float = 0.8
     discount: float = 0.97
+    merge_equivalent: bool = True
     # Serialization
     top_k: int = 3
     pv_length: int = 3
@@ -180,6 +194,9 @@ class MCTSConfig:
             object.__setattr__(self, name, float(value))
         if not (math.isfinite(self.exploration) and self.exploration >= 0):
             raise ValueError(f"MCTSConfig.exploration must be a finite number >= 0, got {self.exploration}")
+        if not isinstance(self.merge_equivalent, (bool, np.bool_)):
+            raise TypeError(f"MCTSConfig.merge_equivalent must be a bool, got {self.merge_equivalent!r}")
+        object.__setattr__(self, "merge_equivalent", bool(self.merge_equivalent))
         if not 0.0 <= self.rollout_hold < 1.0:
             raise ValueError(f"MCTSConfig.rollout_hold must lie in [0, 1), got {self.rollout_hold}")
         if not 0.0 < self.discount <= 1.0:
@@ -344,10 +361,12 @@ def _number(token, prefix: str, where: str) -> int:
 class _Node:
     """A tree node: the snapshot after its action, the step's reward and done flag, and visit statistics."""
 
-    __slots__ = ("children", "depth", "done", "game", "reward", "untried", "value_sum", "visits")
+    __slots__ = ("aliases", "children", "depth", "done", "game", "moves", "reward", "untried", "value_sum", "visits")
 
-    def __init__(self, game, reward: float, done: bool, depth: int, untried: list[int]):
+    def __init__(self, game, reward: float, done: bool, depth: int, untried: list[int], moves):
         self.game = game
+        self.moves = moves  # the actions selection compares, ascending (the root's distinct moves, else all)
+        self.aliases = None  # root only: aliases[a] is the searched action that stands for action a
         self.reward = reward
         self.done = done
         self.depth = depth
@@ -386,6 +405,30 @@ def _best_child(node: _Node, discount: float) -> tuple[int, _Node] | None:
     if not visited:
         return None
     return min(visited, key=lambda item: _ranking_key(item[0], item[1], discount))
+
+
+def _same_state(first, second, ignore: tuple[str, ...] = ()) -> bool:
+    """Whether two game copies hold the same state: their attributes compared recursively (arrays by value),
+    RandomState objects skipped (they are the chance source, not the state), top-level names in ``ignore`` skipped."""
+
+    def same(a, b) -> bool:
+        if isinstance(a, np.random.RandomState) and isinstance(b, np.random.RandomState):
+            return True
+        if type(a) is not type(b):
+            return False
+        if isinstance(a, np.ndarray):
+            return a.shape == b.shape and a.dtype == b.dtype and bool(np.array_equal(a, b))
+        if isinstance(a, (list, tuple)):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        if isinstance(a, dict):
+            return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        if hasattr(a, "__dict__"):
+            return same(vars(a), vars(b))
+        return bool(a == b)
+
+    first_vars = {k: v for k, v in vars(first).items() if k not in ignore}
+    second_vars = {k: v for k, v in vars(second).items() if k not in ignore}
+    return same(first_vars, second_vars)
 
 
 def _reward_int(reward, where: str) -> int:
@@ -445,16 +488,21 @@ class MCTSExpert(Procedure):
             raise ValueError(f"the game must have between 1 and {NUM_ACTIONS} actions, got {num_actions}")
         # One RandomState shared by every snapshot of this search (see envs.minatar.snapshot): chance events are
         # sampled from it, never read from the real game's RandomState.
-        shared = np.random.RandomState(int(self.rng.integers(2**32)))
+        crn_seed = int(self.rng.integers(2**32))
+        shared = np.random.RandomState(crn_seed)
         memo_key = id(shared)
+        all_actions = range(num_actions)
 
         def copy_game(source):
             return copy.deepcopy(source, {memo_key: shared})
 
         def new_node(game_copy, reward, done, depth):
-            return _Node(game_copy, reward, done, depth, self.rng.permutation(num_actions).tolist())
+            return _Node(game_copy, reward, done, depth, self.rng.permutation(num_actions).tolist(), all_actions)
 
         root = new_node(snapshot(game, shared), 0.0, False, 0)
+        root.aliases = self._aliases(game, action_set, crn_seed) if cfg.merge_equivalent else list(all_actions)
+        root.moves = sorted(set(root.aliases))
+        root.untried = [a for a in root.untried if a in root.moves]  # the duplicates of a move are never searched
         bounds = _MinMax()
         discount, exploration = cfg.discount, cfg.exploration
         for _ in range(cfg.num_simulations):
@@ -472,7 +520,7 @@ class MCTSExpert(Procedure):
                     break
                 log_visits = math.log(node.visits)
                 best_score, best = -math.inf, None
-                for action in range(num_actions):  # ascending: ties keep the lowest index
+                for action in node.moves:  # ascending: ties keep the lowest index
                     child = node.children[action]
                     score = bounds.normalize(child.q(discount)) + exploration * math.sqrt(log_visits / child.visits)
                     if score > best_score:
@@ -505,9 +553,44 @@ class MCTSExpert(Procedure):
                 value = node.reward + discount * value
         return root, num_actions
 
+    def _aliases(self, game, action_set, seed: int) -> list[int]:
+        """``aliases[a]``: the action searched for action ``a``, ``a`` itself unless another action is the same move.
+
+        Two actions are the same move when one step of each, from copies of the game that draw the same chance events
+        (common random numbers: a fresh RandomState(``seed``) each), returns the same reward and done flag and leaves
+        the same game state (`_same_state`). A class of such actions is searched once, through its member that the
+        game's previous action (``last_action``, if the game has one) is, else through its lowest index.
+        """
+        previous = getattr(game, "last_action", None)
+        previous = action_set.index(previous) if previous in action_set else None
+        sticky = getattr(game, "sticky_action_prob", 0)
+        # Without sticky actions the previous action has no effect on the future: it is not part of the state.
+        ignore = ("last_action",) if not sticky else ()
+        outcomes = []
+        for action in action_set:
+            trial = snapshot(game, np.random.RandomState(seed))
+            reward, done = trial.act(action)
+            outcomes.append((trial, float(reward), bool(done)))
+        aliases = list(range(len(action_set)))
+        order = sorted(aliases, key=lambda a: (a != previous, a))  # the previous action stands for its class
+        for i, a in enumerate(order):
+            if aliases[a] != a:
+                continue
+            for b in order[i + 1 :]:
+                if aliases[b] == b and outcomes[a][1:] == outcomes[b][1:] and _same_state(
+                        outcomes[a][0], outcomes[b][0], ignore):
+                    aliases[b] = a
+        return aliases
+
     def _record(self, root: _Node, num_actions: int) -> MCTSRecord:
         cfg = self.config
-        ranked = sorted(range(num_actions), key=lambda a: _ranking_key(a, root.children.get(a), cfg.discount))
+        aliases = root.aliases if root.aliases is not None else list(range(num_actions))
+
+        def key(action):  # a duplicate shares its move's statistics and follows the move's own action
+            return _ranking_key(action, root.children.get(aliases[action]), cfg.discount)[:2] + (
+                aliases[action] != action, action)
+
+        ranked = sorted(range(num_actions), key=key)
         ranked = ranked[: min(cfg.top_k, num_actions)]
         visited = [child for child in root.children.values() if child.visits]
         total = sum(child.visits for child in visited)
@@ -515,7 +598,7 @@ class MCTSExpert(Procedure):
         low, high = min(qs), max(qs)
         visits, values = [], []
         for action in ranked:
-            child = root.children.get(action)
+            child = root.children.get(aliases[action])
             if child is None or child.visits == 0:
                 visits.append(0)
                 values.append(0)
