@@ -159,6 +159,15 @@ def add_evaluate_arguments(parser) -> None:
                         help="generate a procedure at every step (and compare every one with the expert)")
 
 
+def json_safe(value):
+    """Tuples as lists and NaN (e.g. the interval of a single episode) as None, at any depth: valid JSON."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
 def run_evaluation(checkpoint, mazes: int = 100, starts: int = 5, wall_type: str = "tunnel", size: int | None = None,
                    max_steps: int = 100, seed: int = 0, layouts=None, json_out=None, procedure_cache: bool = True,
                    progress: bool = False) -> dict:
@@ -202,7 +211,7 @@ def run_evaluation(checkpoint, mazes: int = 100, starts: int = 5, wall_type: str
         "procedure_cache": procedure_cache, "objective": policy.model.config.objective, **metrics,
     }
     results["success_ci95"] = list(results["success_ci95"])
-    results = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in results.items()}  # valid JSON
+    results = json_safe(results)
     if json_out is not None:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps(results, indent=2))

@@ -230,7 +230,8 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
            "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, REPO / "recipes" / "benchmarks" / "minatar_generalization.py", "--quick",
-                           "--games", "breakout", "--out", tmp_path], env=env, capture_output=True, text=True,
+                           "--games", "breakout", "--out", tmp_path, "--game-mcts", "breakout:rollout_hold=0.5",
+                           "freeway:merge_equivalent=false"], env=env, capture_output=True, text=True,
                           timeout=280, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads((tmp_path / "results.json").read_text())
@@ -243,3 +244,37 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
     for name in ("table.md", "returns.png", "runs/breakout_pc/final/model.safetensors", "data/breakout/README.md"):
         assert (tmp_path / name).is_file(), name
     assert "| breakout |" in (tmp_path / "table.md").read_text()
+    # --game-mcts reached the expert of its game only (the data card records the settings).
+    assert game["data"]["mcts"]["rollout_hold"] == 0.5 and game["data"]["mcts"]["merge_equivalent"] is True
+
+    # --combine merges per-game runs made with the same settings, and refuses runs made with others.
+    benchmark = load_recipe("benchmarks/minatar_generalization")
+    other = tmp_path / "other"
+    other.mkdir()
+    renamed = {**results, "games": [{**game, "game": "freeway"}]}
+    (other / "results.json").write_text(json.dumps(renamed))
+    merged = benchmark.main(["--combine", str(tmp_path), str(other), "--out", str(tmp_path / "both")])
+    assert [g["game"] for g in merged["games"]] == ["breakout", "freeway"] and merged["args"]["games"] == [
+        "breakout", "freeway"]
+    assert merged["games"][0] == {**game, "args": results["args"]} and (tmp_path / "both" / "returns.png").is_file()
+    assert json.loads((tmp_path / "both" / "results.json").read_text())["games"][1]["game"] == "freeway"
+    renamed["args"] = {**results["args"], "steps": 7}  # training settings may differ by game, and are kept
+    (other / "results.json").write_text(json.dumps(renamed))
+    merged = benchmark.main(["--combine", str(tmp_path), str(other), "--out", str(tmp_path / "both")])
+    assert [g["args"]["steps"] for g in merged["games"]] == [3, 7]
+    renamed["args"] = {**results["args"], "eval_max_steps": 7}  # the evaluation protocol may not
+    (other / "results.json").write_text(json.dumps(renamed))
+    with pytest.raises(ValueError, match="other settings"):
+        benchmark.main(["--combine", str(tmp_path), str(other), "--out", str(tmp_path / "both")])
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("breakout:nope=1", "expects GAME:FIELD=VALUE"), ("pong:rollout_hold=0.5", "expects GAME:FIELD=VALUE"),
+    ("breakout:rollout_hold", "expects GAME:FIELD=VALUE"), ("breakout:rollout_hold=high", "must be a number"),
+])
+def test_minatar_benchmark_rejects_bad_game_mcts(item, message, capsys):
+    benchmark = load_recipe("benchmarks/minatar_generalization")
+    with pytest.raises(SystemExit):
+        benchmark.main(["--game-mcts", item, "--combine", "unused"])
+    err = capsys.readouterr().err
+    assert message in err and repr(item) in err

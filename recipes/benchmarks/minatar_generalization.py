@@ -34,7 +34,6 @@ Set ``OMP_NUM_THREADS=1`` or keep ``--threads 1`` on a small shared machine: one
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
@@ -51,6 +50,7 @@ from pc_transformers.data import (
 )
 from pc_transformers.data.minatar_dataset import minatar_config_from_card
 from pc_transformers.envs.minatar import MINATAR_GAMES, episode_seeds
+from pc_transformers.evaluation import json_safe
 from pc_transformers.evaluation_minatar import (
     GreedyActor,
     MCTSActor,
@@ -66,8 +66,10 @@ COLORS = {"pc": "tab:blue", "bc": "tab:orange", "mcts": "tab:green", "random": "
 
 def data_for(out: Path, game: str, args) -> tuple[MinAtarDataConfig, Path]:
     """The game's expert data config and directory; generated unless the card there says the same settings."""
-    given = {"num_simulations": args.simulations, "max_depth": args.max_depth, "rollout_depth": args.rollout_depth}
+    given = {"num_simulations": args.simulations, "max_depth": args.max_depth, "rollout_depth": args.rollout_depth,
+             "rollout_hold": args.rollout_hold}
     mcts = {k: v for k, v in given.items() if v is not None}  # the rest: MCTSConfig's defaults
+    mcts.update(args.game_mcts.get(game, {}))
     config = MinAtarDataConfig(game=game, setting="train", episodes=args.episodes,
                                max_episode_steps=args.max_episode_steps, mcts=mcts, num_workers=args.num_workers)
     data_dir = out / "data" / game
@@ -129,13 +131,50 @@ def run_game(recipe, game: str, args, out: Path) -> dict:
     return {"game": game, "data": data_config.description(), "runs": runs, **targets(runs)}
 
 
-def json_safe(value):
-    """NaN (the interval of a single episode) as None, at any depth."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
+def parse_game_mcts(parser, items) -> dict:
+    """``["freeway:rollout_hold=0.95", ...]`` as ``{"freeway": {"rollout_hold": 0.95}}``; parser errors name the item."""
+    from pc_transformers.procedures.mcts import MCTSConfig
+
+    fields = set(MCTSConfig.__dataclass_fields__)
+    found = {}
+    for item in items:
+        game, _, assignment = item.partition(":")
+        name, _, value = assignment.partition("=")
+        if game not in MINATAR_GAMES or name not in fields or not value:
+            parser.error(f"--game-mcts expects GAME:FIELD=VALUE with GAME in {list(MINATAR_GAMES)} and FIELD an "
+                         f"MCTSConfig field {sorted(fields)}, got {item!r}")
+        try:
+            found.setdefault(game, {})[name] = json.loads(value)
+        except json.JSONDecodeError:
+            parser.error(f"--game-mcts {item!r}: the value must be a number or true/false")
+    return found
+
+
+PROTOCOL = ("methods", "eval_episodes", "eval_max_steps", "latency_episodes", "latency_max_steps", "threads", "seed")
+
+
+def combine(directories, out: Path) -> dict:
+    """Merge the games of several runs' results.json into one and write it with its table and plot to ``out``.
+
+    The runs must share the hardware and the evaluation protocol (`PROTOCOL`: methods, evaluation episodes and caps,
+    threads, seed); their data and training settings may differ by game and are kept with each game (``args``)."""
+    parts = [json.loads((Path(d) / "results.json").read_text()) for d in directories]
+    first = parts[0]
+    protocol = lambda part: {k: part["args"][k] for k in PROTOCOL}
+    for directory, part in zip(directories, parts):
+        if protocol(part) != protocol(first) or part["hardware"] != first["hardware"]:
+            raise ValueError(f"{directory}/results.json was run with other settings than {directories[0]}: "
+                             f"{protocol(part)} on {part['hardware']!r} vs {protocol(first)} on {first['hardware']!r}")
+    games = [{**game, "args": game.get("args", part["args"])} for part in parts for game in part["games"]]
+    results = {"hardware": first["hardware"],
+               "args": {**protocol(first), "games": [g["game"] for g in games], "out": str(out)},
+               "combined_from": [str(d) for d in directories], "games": games}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    (out / "table.md").write_text(table(results))
+    plot(results, out)
+    print(table(results))
+    return results
 
 
 def targets(runs: dict) -> dict:
@@ -163,8 +202,9 @@ def table(results: dict) -> str:
               f"{args['eval_max_steps']} steps; mean return ± 95% Student-t interval over episodes. Latency: ms per "
               f"decision with one environment (PC/BC at batch 1).")
     columns = " | ".join(methods)
-    titles = f"| game | {columns} | PC ms/decision | BC ms/decision | MCTS ms/decision | PC ≥ BC | PC ≥ 90% MCTS |"
-    lines = [header, "", titles, "|---|" + "---|" * (len(methods) + 5)]
+    titles = (f"| game | {columns} | PC ms/decision | BC ms/decision | MCTS ms/decision | PC ≥ BC | PC ≥ 90% MCTS "
+              f"| training steps |")
+    lines = [header, "", titles, "|---|" + "---|" * (len(methods) + 6)]
     flag = {True: "yes", False: "no", None: "n/a"}
     for game in results["games"]:
         runs = game["runs"]
@@ -172,8 +212,14 @@ def table(results: dict) -> str:
               for m in ("pc", "bc", "mcts")}
         lines.append(f"| {game['game']} | " + " | ".join(_interval(runs[m]) for m in methods)
                      + f" | {ms['pc']} | {ms['bc']} | {ms['mcts']} | {flag[game['pc_ge_bc']]} | "
-                       f"{flag[game['pc_within_10pct_of_mcts']]} |")
+                       f"{flag[game['pc_within_10pct_of_mcts']]} | {steps(runs)} |")
     return "\n".join(lines) + "\n"
+
+
+def steps(runs: dict) -> str:
+    """The optimizer steps PC and BC trained for (n/a if neither ran)."""
+    found = sorted({runs[m]["training"]["steps"] for m in ("pc", "bc") if m in runs})
+    return " / ".join(map(str, found)) or "n/a"
 
 
 def plot(results: dict, out: Path) -> None:
@@ -221,6 +267,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--max-depth", type=int, default=None, help="MCTS tree depth cap (default: MCTSConfig's)")
     parser.add_argument("--rollout-depth", type=int, default=None,
                         help="MCTS random rollout steps (default: MCTSConfig's)")
+    parser.add_argument("--rollout-hold", type=float, default=None,
+                        help="MCTS rollout action-repeat probability (default: MCTSConfig's)")
+    parser.add_argument("--game-mcts", nargs="+", default=[], metavar="GAME:FIELD=VALUE",
+                        help="an MCTSConfig field for one game only, e.g. freeway:rollout_hold=0.95")
     parser.add_argument("--num-workers", type=int, default=2, help="processes for the expert (data and baseline)")
     parser.add_argument("--steps", type=int, default=600, help="optimizer steps of PC and of BC")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -236,10 +286,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--latency-max-steps", type=int, default=50, help="cap of those episodes")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--combine", nargs="+", default=None, metavar="DIR",
+                        help="run nothing: merge the results.json of these output directories (one game each, e.g. "
+                             "from parallel runs with the same settings) into --out's results.json, table and plot")
     parser.add_argument("--quick", action="store_true",
                         help="tiny MCTS, 2 expert episodes, 3 training steps of a 1-layer model, 2 short episodes "
                              "per method (CI smoke)")
     args = parser.parse_args(argv)
+    args.game_mcts = parse_game_mcts(parser, args.game_mcts)
+    if args.combine:
+        return combine(args.combine, Path(args.out))
     if args.quick:
         args.episodes, args.max_episode_steps, args.simulations, args.max_depth, args.rollout_depth = 2, 12, 4, 3, 3
         args.steps, args.batch_size, args.hidden_size, args.layers, args.heads = 3, 4, 16, 1, 2
