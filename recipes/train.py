@@ -49,7 +49,6 @@ The run:
 import argparse
 import dataclasses
 import json
-import math
 import os
 import platform
 import re
@@ -87,7 +86,7 @@ from pc_transformers.data.minatar_dataset import (
 )
 from pc_transformers.envs import maze_splits
 from pc_transformers.envs.minatar import episode_seeds, minatar_game_info
-from pc_transformers.evaluation import evaluate_policy
+from pc_transformers.evaluation import evaluate_policy, json_safe
 from pc_transformers.evaluation_minatar import evaluate_minatar_policy
 from pc_transformers.policy import MinAtarPolicy, PCPolicy
 
@@ -470,24 +469,37 @@ def last_checkpoint(config: TrainConfig) -> Path:
     return checkpoint
 
 
-def main(config: TrainConfig, resume: bool = False) -> dict:
-    """Train, evaluate and save as described in the module docstring; returns the final results."""
-    args, out = config.train, Path(config.output_dir)
+@dataclasses.dataclass
+class Training:
+    """What a training run is made of (`build_training`): the prepared model, optimizer and scheduler, and the data."""
+
+    accelerator: Accelerator
+    dataset: object  # the DatasetDict the examples were built from
+    tokenizer: PCTokenizer
+    model_config: PCConfig
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    examples: list
+    micro_batch: int  # examples per micro-step (all processes): batch_size // gradient_accumulation_steps
+
+
+def build_training(config: TrainConfig, **accelerator_kwargs) -> Training:
+    """The Accelerator (``config.train``'s mixed precision and gradient accumulation, plus ``accelerator_kwargs``),
+    the seeded model, AdamW, the learning-rate schedule and the tokenized examples; `main` trains with them and
+    ``recipes/benchmarks/training_throughput.py`` times them."""
+    args = config.train
     accelerator = Accelerator(
         # Without a GPU, ask for CPU explicitly: Accelerate then forms a gloo process group when launched with
         # several processes (`accelerate launch --multi_gpu --num_processes 2` or torchrun); see the README.
         cpu=not torch.accelerator.is_available(),
         mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.gradient_accumulation_steps,
-        log_with=None if config.report_to == "none" else config.report_to, project_dir=str(out / "runs"),
-        dataloader_config=DataLoaderConfiguration(split_batches=True),  # global batches, split across processes
+        **accelerator_kwargs,
     )
-    micro_batch = args.batch_size // args.gradient_accumulation_steps
     if args.batch_size % (args.gradient_accumulation_steps * accelerator.num_processes):
         raise ValueError(f"train.batch_size={args.batch_size} must be divisible by gradient_accumulation_steps "
                          f"({args.gradient_accumulation_steps}) x processes ({accelerator.num_processes})")
-    checkpoint = last_checkpoint(config) if resume else None
     set_seed(config.seed)
-
     with accelerator.main_process_first():
         dataset = load_data(config)
     tokenizer, model_config = tokenizer_and_model_config(config, dataset["train"])
@@ -499,6 +511,20 @@ def main(config: TrainConfig, resume: bool = False) -> dict:
     scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps,
                               num_training_steps=args.max_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    return Training(accelerator, dataset, tokenizer, model_config, model, optimizer, scheduler, examples,
+                    args.batch_size // args.gradient_accumulation_steps)
+
+
+def main(config: TrainConfig, resume: bool = False) -> dict:
+    """Train, evaluate and save as described in the module docstring; returns the final results."""
+    args, out = config.train, Path(config.output_dir)
+    checkpoint = last_checkpoint(config) if resume else None
+    run = build_training(
+        config, log_with=None if config.report_to == "none" else config.report_to, project_dir=str(out / "runs"),
+        dataloader_config=DataLoaderConfiguration(split_batches=True),  # global batches, split across processes
+    )
+    accelerator, dataset, tokenizer, model = run.accelerator, run.dataset, run.tokenizer, run.model
+    optimizer, scheduler, examples, micro_batch = run.optimizer, run.scheduler, run.examples, run.micro_batch
 
     state = {"step": 0, "train_seconds": 0.0, "examples": 0, "tokens": 0, "evaluations": []}
     if checkpoint is not None:
@@ -616,7 +642,7 @@ def finish(accelerator, model, tokenizer, config: TrainConfig, state: dict, trai
         results = {"mazes": config.eval.final_mazes, "starts": config.eval.final_starts,
                    "wall_type": config.data.wall_type, "size": config.data.size, "max_steps": config.eval.max_steps,
                    "objective": config.objective, **results}
-    results = _json_safe({**results, "training": training, "evaluations": state["evaluations"]})
+    results = json_safe({**results, "training": training, "evaluations": state["evaluations"]})
     (final / "results.json").write_text(json.dumps(results, indent=2))
     if "success_rate" in results:
         low, high = results["success_ci95"]
@@ -637,15 +663,6 @@ def finish(accelerator, model, tokenizer, config: TrainConfig, state: dict, trai
                               training=training, curve=state["evaluations"])
         print(f"pushed {final} to {config.push_to_hub}: {url}")
     return results
-
-
-def _json_safe(value):
-    """Tuples as lists and NaN (an interval of one episode) as null, at any depth: valid JSON."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _flatten(values: dict, prefix: str = "") -> dict:

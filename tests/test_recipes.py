@@ -344,6 +344,17 @@ def test_training_throughput_benchmark_counts_map_pairs(tmp_path):
     assert result["map_pairs_per_sequence"] == pytest.approx(maps / 8)
     assert result["map_pairs_per_s"] == pytest.approx(result["sequences_per_s"] * maps / 8)
     assert result["steps"] == 2 and result["hardware"]["torch_threads"] >= 1
+    # Gradient accumulation: micro-batches of 2, two per optimizer step; the warm-up step's two are not timed.
+    proc = run([sys.executable, REPO / "recipes" / "benchmarks" / "training_throughput.py", "--config", "pc_maze8",
+                f"dataset={tmp_path / 'run' / 'data'}", "train.batch_size=4", "train.gradient_accumulation_steps=2",
+                "--steps", "2", "--warmup", "1", "--json", out])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    timed = list(train.StepBatchSampler(len(rows), 2, 6, seed=0))[2:]
+    maps = sum(len(rows[i]["maps"]) for batch in timed for i in batch)
+    assert result["gradient_accumulation_steps"] == 2 and len(timed) == 4
+    assert result["map_pairs_per_sequence"] == pytest.approx(maps / 8)
+    assert result["map_pairs_per_s"] == pytest.approx(result["sequences_per_s"] * maps / 8)
     proc = run([sys.executable, REPO / "recipes" / "benchmarks" / "training_throughput.py", "--steps", "0"])
     assert proc.returncode != 0 and "--steps must be ≥ 1, got 0" in proc.stderr
 

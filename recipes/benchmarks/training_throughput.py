@@ -4,8 +4,9 @@
         dataset=outputs/benchmarks/maze16_aug/data/maze16_train5_dihedral --steps 40 --threads 2
     python recipes/benchmarks/training_throughput.py --config pc_maze16 --mixed-precision bf16
 
-It runs the training loop of ``recipes/train.py`` (its data, batch sampler, model, AdamW, clipping and
-``train_step``) for ``--warmup`` + ``--steps`` optimizer steps, with no evaluation or checkpointing, and reports:
+It runs the training loop of ``recipes/train.py`` (its ``build_training``: data, model, AdamW, schedule, mixed
+precision and gradient accumulation; its batch sampler and ``train_step``) for ``--warmup`` + ``--steps`` optimizer
+steps, with no evaluation or checkpointing, and reports:
 
 - ``sequences_per_s``: training sequences (one expert decision each: state, procedure, action);
 - ``map_pairs_per_s`` (grid procedures): procedure maps predicted per second. Each map is predicted from the block
@@ -19,6 +20,7 @@ Quote ratios measured in the same run, and the hardware (printed) with every abs
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -26,12 +28,8 @@ import statistics
 import time
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
-from transformers import get_scheduler
 
-from pc_transformers import PCForProcedureCloning
-from pc_transformers.data import PCDataCollator, build_examples
+from pc_transformers.data import PCDataCollator
 from pc_transformers.recipes import config_path, load_recipe
 
 
@@ -43,39 +41,38 @@ def map_blocks(input_ids: torch.Tensor, config) -> int:
     return int(((act - (config.num_cells + 1)) // (config.num_cells + 1)).sum())
 
 
-def measure(config, steps: int, warmup: int, mixed_precision: str) -> dict:
+def measure(config, steps: int, warmup: int) -> dict:
+    """Time ``warmup + steps`` optimizer steps of ``recipes/train.py`` (its `build_training` and `train_step`, with
+    the config's gradient accumulation and mixed precision); the first ``warmup`` are not counted."""
     train = load_recipe("train")
-    args = config.train
-    accelerator = Accelerator(cpu=not torch.accelerator.is_available(), mixed_precision=mixed_precision)
-    set_seed(config.seed)
-    dataset = train.load_data(config)
-    tokenizer, model_config = train.tokenizer_and_model_config(config, dataset["train"])
     if config.domain != "maze":
         raise ValueError(f"domain={config.domain!r}: this benchmark counts map pairs of maze procedures")
-    model = PCForProcedureCloning(model_config)
-    examples = build_examples(dataset["train"], tokenizer, model_config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
-    scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps,
-                              num_training_steps=args.max_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    sampler = train.StepBatchSampler(len(examples), args.batch_size, warmup + steps, config.seed)
-    collate = PCDataCollator(tokenizer.pad_token_id)
-    model.train()
+    args = config.train
+    run = train.build_training(config)
+    accumulation = args.gradient_accumulation_steps
+    sampler = train.StepBatchSampler(len(run.examples), run.micro_batch, (warmup + steps) * accumulation, config.seed)
+    collate = PCDataCollator(run.tokenizer.pad_token_id)
+    run.model.train()
     times, sequences, pairs, tokens = [], 0, 0, 0
-    for step, indices in enumerate(sampler):
-        batch = collate([examples[i] for i in indices])  # collated outside the timed region, like a loader worker
+    elapsed = 0.0
+    for micro_step, indices in enumerate(sampler, start=1):
+        batch = collate([run.examples[i] for i in indices])  # collated outside the timed region, like a loader worker
         start = time.perf_counter()
-        train.train_step(model, batch, accelerator, optimizer, scheduler, args.max_grad_norm)
-        elapsed = time.perf_counter() - start
-        if step < warmup:
+        train.train_step(run.model, batch, run.accelerator, run.optimizer, run.scheduler, args.max_grad_norm)
+        elapsed += time.perf_counter() - start
+        if micro_step <= warmup * accumulation:
+            elapsed = 0.0
             continue
-        times.append(elapsed)
         sequences += len(batch["input_ids"])
-        pairs += map_blocks(batch["input_ids"], model_config)
+        pairs += map_blocks(batch["input_ids"], run.model_config)
         tokens += int(batch["attention_mask"].sum())
+        if micro_step % accumulation == 0:  # an optimizer step is complete
+            times.append(elapsed)
+            elapsed = 0.0
     seconds = sum(times)
     return {
-        "steps": steps, "batch_size": args.batch_size, "mixed_precision": mixed_precision,
+        "steps": steps, "batch_size": args.batch_size, "gradient_accumulation_steps": accumulation,
+        "mixed_precision": args.mixed_precision,
         "sequences_per_s": sequences / seconds, "map_pairs_per_s": pairs / seconds, "tokens_per_s": tokens / seconds,
         "map_pairs_per_sequence": pairs / sequences, "seconds": seconds,
         "step_ms_median": 1000 * statistics.median(times),
@@ -89,7 +86,8 @@ def main(argv=None) -> dict:
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides, as for recipes/train.py")
     parser.add_argument("--steps", type=int, default=40, help="timed optimizer steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
+    parser.add_argument("--mixed-precision", default=None, choices=["no", "bf16", "fp16"],
+                        help="override the config's train.mixed_precision")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
     args = parser.parse_intermixed_args(argv)  # overrides may come before or after the options
@@ -100,7 +98,9 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     train = load_recipe("train")
     config = train.load_config(config_path(args.config), args.overrides)
-    result = measure(config, args.steps, args.warmup, args.mixed_precision)
+    if args.mixed_precision is not None:
+        config.train = dataclasses.replace(config.train, mixed_precision=args.mixed_precision)
+    result = measure(config, args.steps, args.warmup)
     result["hardware"] = {"machine": platform.machine(), "processor": platform.processor() or None,
                           "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                           "torch": torch.__version__, "cuda": torch.cuda.get_device_name() if torch.cuda.is_available()
