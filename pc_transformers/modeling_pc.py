@@ -114,7 +114,12 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
     scores = torch.matmul(query * scaling, key.transpose(2, 3))  # (B, H, T, S): scaling the smaller operand
     if attention_mask is not None:
         scores = scores + attention_mask
-    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    # bf16 softmax kernels accumulate in float32 and round once, which is what float32-then-cast gives, without the
+    # two extra passes over the scores (and two more in backward) that the casts cost.
+    if scores.dtype == torch.bfloat16:
+        weights = F.softmax(scores, dim=-1).to(query.dtype)
+    else:
+        weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     weights = F.dropout(weights, p=dropout, training=module.training)
     out = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (B, T, H, K)
     return out, weights
@@ -281,10 +286,11 @@ class PCAttention(nn.Module):
         """Dense: ``allowed`` ``(B|1, T, S)`` bool or None (all keys), ``bias_index`` ``(B|1, T, S)`` or None.
         Windowed (map cells): ``window`` says which blocks are visible; ``allowed``/``bias_index`` are unused."""
         b, t, _ = hidden_states.shape
-        shape = (b, t, self.num_heads, self.head_dim)
-        q = self.q_proj(hidden_states).view(shape).transpose(1, 2)  # (B, H, T, K)
-        k = self.k_proj(hidden_states).view(shape).transpose(1, 2)  # (B, H, T, K)
-        v = self.v_proj(hidden_states).view(shape).transpose(1, 2)  # (B, H, T, K)
+        # One product for the three projections: the input is read once, and backward sums no partial gradients.
+        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+        qkv = F.linear(hidden_states, weight, bias).view(b, t, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.transpose(1, 3).unbind(2)  # (B, H, T, K) each
         if past_key_values is not None:
             k, v = past_key_values.update(k, v, self.layer_idx)  # (B, H, S, K)
         if window is not None:
@@ -616,6 +622,7 @@ class PCModel(PCPreTrainedModel):
         cells = torch.arange(n, device=device)
         # The outputs of the three groups are gathered into place at the end, by one index into their rows.
         rows, source = [], torch.empty(b, t, dtype=torch.long, device=device)
+        offset = 0  # rows placed so far
         all_hidden = all_attentions = None
 
         # The state under every cell: from this call if it holds the state, else from state_input_ids.
@@ -637,6 +644,7 @@ class PCModel(PCPreTrainedModel):
             )
             source[block_b[is_state, None], cell_index[is_state]] = torch.arange(hidden.shape[0] * n, device=device).view(-1, n)
             rows.append(hidden.reshape(-1, hidden.shape[-1]))
+            offset += len(rows[-1])
         is_map = ~is_state
         if is_map.any():  # map blocks: each cell embedded with the state cell under it
             map_b, map_block = block_b[is_map], block_of[is_map]
@@ -644,16 +652,16 @@ class PCModel(PCPreTrainedModel):
             hidden, all_hidden, all_attentions = self._map_layers(
                 hidden, map_b, map_block, b, cache, past, output_attentions, output_hidden_states
             )
-            offset = sum(len(r) for r in rows)
             source[map_b[:, None], cell_index[is_map]] = offset + torch.arange(hidden.shape[0] * n, device=device).view(-1, n)
             rows.append(hidden.reshape(-1, hidden.shape[-1]))
+            offset += len(rows[-1])
         other = (~layout.is_cell()).nonzero()  # (M, 2)
         if len(other):
             # Each such token attends only to itself, so its output depends on its id alone: run every distinct id
             # once (padding is most of a right-padded batch of procedures) and copy the result to its positions.
             ids, inverse = torch.unique(input_ids[other[:, 0], other[:, 1]], return_inverse=True)
             hidden, _, _ = self._run_layers(self._embed(ids)[:, None], None, None, None, False, False)
-            source[other[:, 0], other[:, 1]] = sum(len(r) for r in rows) + inverse
+            source[other[:, 0], other[:, 1]] = offset + inverse
             rows.append(hidden[:, 0])
         out = torch.cat(rows).index_select(0, source.flatten()).view(b, t, -1)
         return self.norm(out), layout, all_hidden, all_attentions

@@ -859,3 +859,21 @@ def test_bc_objectives_read_their_action_in_the_state_whatever_the_prompt(make_c
     direct = model.generate_grid(act_prompts)
     assert with_procedure.valid.all() and direct.valid.all()
     assert torch.equal(with_procedure.actions, direct.actions)
+
+
+def test_bf16_attention_weights_equal_float32_softmax_then_cast():
+    """The eager attention runs its softmax on bf16 scores directly (no float32 round trip): the kernel accumulates in
+    float32 and rounds once, so the weights must be exactly what float32-then-cast gives, masked entries included."""
+    from types import SimpleNamespace
+
+    from pc_transformers.modeling_pc import eager_attention_forward
+
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 37, 16, generator=generator).to(torch.bfloat16) for _ in range(3))
+    mask = (torch.randn(1, 4, 37, 37, generator=generator) * 3).to(torch.bfloat16)
+    mask = mask.masked_fill(torch.rand(1, 4, 37, 37, generator=generator) < 0.3, torch.finfo(torch.bfloat16).min)
+    out, weights = eager_attention_forward(SimpleNamespace(training=False), q, k, v, mask, scaling=0.25)
+    scores = torch.matmul(q * 0.25, k.transpose(2, 3)) + mask
+    expected = torch.softmax(scores, dim=-1, dtype=torch.float32).to(torch.bfloat16)
+    assert weights.dtype == torch.bfloat16 and torch.equal(weights, expected)
+    assert torch.equal(out, torch.matmul(expected, v).transpose(1, 2))
