@@ -162,6 +162,9 @@ class MCTSConfig:
     Asterix 3.6 / 0.0 / 0.5 (36 ms), Space Invaders 37.6 / 5.0 / 4.6 (180 ms). ``rollout_hold=0.8`` is what makes
     Freeway work (0.0 with uniform rollouts); on the other games it changed returns within the noise of a few
     episodes. ``exploration=1`` can be fooled by deceptive rewards (tests/test_mcts.py uses 2 on its decoy game).
+    These figures predate ``merge_equivalent``. With it, over the 50 expert episodes of the MinAtar benchmark
+    (200 simulations, 200 steps): Breakout 16.4, Freeway 4.5 with ``rollout_hold=0.95`` (73% "up" decisions, against
+    32% before the merge), Asterix 4.7 (README, "MinAtar with the MCTS expert").
     """
 
     # Search
