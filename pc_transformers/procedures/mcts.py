@@ -163,8 +163,8 @@ class MCTSConfig:
     Freeway work (0.0 with uniform rollouts); on the other games it changed returns within the noise of a few
     episodes. ``exploration=1`` can be fooled by deceptive rewards (tests/test_mcts.py uses 2 on its decoy game).
     These figures predate ``merge_equivalent``. With it, over the 50 expert episodes of the MinAtar benchmark
-    (200 simulations, 200 steps): Breakout 16.4, Freeway 4.5 with ``rollout_hold=0.95`` (73% "up" decisions, against
-    32% before the merge), Asterix 4.7 (README, "MinAtar with the MCTS expert").
+    (200 simulations, 200 steps): Breakout 16.4, Freeway 4.5 with ``rollout_hold=0.95`` (73% "up" decisions; 32% in
+    the earlier data made without the merge, with 100 simulations and ``rollout_hold=0.8``), Asterix 4.7 (README, "MinAtar with the MCTS expert").
     """
 
     # Search
