@@ -138,8 +138,9 @@ def test_other_models_act_in_range(make_config, tokenizer, trace_tokenizer, proc
             assert info["forward_passes"] == (1 if config.is_grid else 2)  # <act> → a_k (→ </s> for text)
 
 
-def train_text_model(objective, trace_tokenizer, make_config, steps=120):
-    """A text-like (``bfs_trace``) model trained with plain AdamW on the overfit fixture's trajectory."""
+def train_text_model(objective, trace_tokenizer, make_config, steps=200):
+    """A text-like (``bfs_trace``) model trained with plain AdamW on the overfit fixture's trajectory (200 steps: at
+    120, the last decoded traces were still one rounding change away from running past ``max_procedure_steps``)."""
     from pc_transformers.data import PCDataCollator, build_examples, generate_maze_dataset
 
     dataset = generate_maze_dataset(size=GRID_SIZE, train_mazes=1, test_mazes=0, trajectories=1, seed=3,
