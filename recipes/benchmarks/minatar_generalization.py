@@ -170,6 +170,11 @@ def combine(directories, out: Path) -> dict:
                "args": {**protocol(first), "games": [g["game"] for g in games], "out": str(out)},
                "combined_from": [str(d) for d in directories], "games": games}
     out.mkdir(parents=True, exist_ok=True)
+    return write_outputs(results, out)
+
+
+def write_outputs(results: dict, out: Path) -> dict:
+    """``results.json``, ``table.md`` and ``returns.png`` in ``out``; the table is printed too."""
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     (out / "table.md").write_text(table(results))
     plot(results, out)
@@ -288,7 +293,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--combine", nargs="+", default=None, metavar="DIR",
                         help="run nothing: merge the results.json of these output directories (one game each, e.g. "
-                             "from parallel runs with the same settings) into --out's results.json, table and plot")
+                             "from parallel runs with the same evaluation protocol) into --out's results.json, table and plot")
     parser.add_argument("--quick", action="store_true",
                         help="tiny MCTS, 2 expert episodes, 3 training steps of a 1-layer model, 2 short episodes "
                              "per method (CI smoke)")
@@ -309,11 +314,8 @@ def main(argv=None) -> dict:
                            f"torch {torch.__version__}", "args": vars(args), "games": []}
     for game in args.games:
         results["games"].append(run_game(recipe, game, args, out))
-        (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
-    (out / "table.md").write_text(table(results))
-    plot(results, out)
-    print(table(results))
-    return results
+        (out / "results.json").write_text(json.dumps(results, indent=2, default=float))  # after every game
+    return write_outputs(results, out)
 
 
 if __name__ == "__main__":
