@@ -164,7 +164,8 @@ class MCTSConfig:
     episodes. ``exploration=1`` can be fooled by deceptive rewards (tests/test_mcts.py uses 2 on its decoy game).
     These figures predate ``merge_equivalent``. With it, over the 50 expert episodes of the MinAtar benchmark
     (200 simulations, 200 steps): Breakout 16.4, Freeway 4.5 with ``rollout_hold=0.95`` (73% "up" decisions; 32% in
-    the earlier data made without the merge, with 100 simulations and ``rollout_hold=0.8``), Asterix 4.7 (README, "MinAtar with the MCTS expert").
+    the earlier data made without the merge, with 100 simulations and ``rollout_hold=0.8``), Asterix 4.7 (README,
+    "MinAtar with the MCTS expert").
     """
 
     # Search
@@ -587,7 +588,7 @@ class MCTSExpert(Procedure):
 
     def _record(self, root: _Node, num_actions: int) -> MCTSRecord:
         cfg = self.config
-        aliases = root.aliases if root.aliases is not None else list(range(num_actions))
+        aliases = root.aliases  # set by `search` for its root
 
         def key(action):  # a duplicate shares its move's statistics and follows the move's own action
             return _ranking_key(action, root.children.get(aliases[action]), cfg.discount)[:2] + (
