@@ -737,9 +737,6 @@ class PCModel(PCPreTrainedModel):
             key_position = torch.cat([torch.arange(past, device=device).expand(b, past), position_ids], dim=1)
             key_valid = torch.ones(b, past + t, dtype=torch.bool, device=device)
         layout = self._layout(input_ids, position_ids)
-        big = torch.iinfo(torch.long).max
-        key = token_layout(cfg, key_position, torch.full((b, 1), big, device=device))
-
         ids = torch.where(layout.role == ROLE_STATE, self._state_ids(input_ids), input_ids)
         hidden = self._embed(ids, layout.cell)  # (B, T, D)
         text_position = layout.position - (cfg.num_cells + 1)
@@ -753,7 +750,16 @@ class PCModel(PCPreTrainedModel):
         text_position = torch.where(act_reads_state, 0, text_position)  # (B, T)
         hidden = hidden + self.embed_positions(text_position.clamp(min=0)) * (~layout.is_cell())[..., None]
 
+        if t == 1 and past > 0 and bool(key_valid.all()) and not bool(act_reads_state.any()) and not bool(
+                (layout.role == ROLE_STATE).any()) and bool((key_position[:, :past] < position_ids).all()):
+            # One new procedure token after the prompt (a decoding step): it sees every key, and a token that is not a
+            # state cell gets no relative bias, so the mask below would be all zeros. Attention runs unmasked.
+            hidden, all_hidden, all_attentions = self._run_layers(
+                hidden, None, None, cache, output_attentions, output_hidden_states
+            )
+            return self.norm(hidden), layout, all_hidden, all_attentions
         # The state prefix is bidirectional; everything else is causal; a token always sees itself.
+        key = token_layout(cfg, key_position, torch.full((b, 1), torch.iinfo(torch.long).max, device=device))
         q_state, k_state = (layout.role == ROLE_STATE)[:, :, None], (key.role == ROLE_STATE)[:, None, :]
         causal = key.position[:, None, :] <= layout.position[:, :, None]
         prefix = k_state | (key.position == 0)[:, None, :]  # (B, 1, S) <s> and the state
@@ -773,6 +779,8 @@ class PCModel(PCPreTrainedModel):
         cfg = self.config
         for role, ids, name in ((ROLE_STATE, cfg.state_token_ids, "state"), (ROLE_MAP, cfg.map_token_ids, "map")):
             where = layout.role == role
+            if not where.any():
+                continue
             ok = torch.isin(input_ids, torch.tensor(ids, dtype=torch.long, device=input_ids.device))
             bad = where & ~ok
             if bad.any():

@@ -20,22 +20,25 @@ episode-level analogue of the KV cache. Call ``reset()`` (or pass ``reset_mask``
 takes one ``(10, 10, C)`` bool observation or a batch ``(B, 10, 10, C)`` (as ``MinAtar/<Game>-v1`` returns them) and
 returns the index of the action in the game's minimal action set — never anything else: the action after ``<act>`` is
 chosen among the config's ``action_token_ids`` only. PC decodes the ``"mcts"`` procedure token by token with the KV
-cache (`GenerationMixin.generate`), constrained by the procedure grammar and the record's rules so that the sequence
-is always a valid `MCTSRecord` (the action is then its first branch's, as in every expert record) and always closes
-with ``<act> a_k </s>`` within ``max_procedure_steps`` procedure tokens; BC and auxiliary BC prompt ``<s> state <act>``
-and read the action in one pass. The infos hold the same keys as for mazes, plus
+cache (`MinAtarPolicy.decode`: greedy, the tokens of ``GenerationMixin.generate`` with the same constraint, in fewer
+passes), constrained by the procedure grammar and the record's rules so that the sequence is always a valid
+`MCTSRecord` (the action is then its first branch's, as in every expert record) and always closes with
+``<act> a_k </s>`` within ``max_procedure_steps`` procedure tokens; BC and auxiliary BC prompt ``<s> state <act>`` and
+read the action in one pass. ``forward_passes`` counts the passes until the row's action was fixed. The infos hold
+the same keys as for mazes, plus
 ``procedure_error``: why the generated procedure did not make a record (``return_procedure=True`` only), else None.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, DynamicCache
 
 from .configuration_pc import PCConfig
 from .grid import NUM_ACTIONS
@@ -276,21 +279,14 @@ class MinAtarPolicy(PCPolicy):
         )  # (B, N + 2): every prompt has the same length, so no padding
         steps = cfg.max_procedure_steps if self.config.max_procedure_steps is None else self.config.max_procedure_steps
         grammar = _MCTSGrammar(self.tokenizer, cfg, prompts.shape[1], steps)
-        # use_cache=True: a Trainer checkpoint's config says "use_cache": false (HF_STACK_NOTES.md), which would make
-        # generate re-run the whole sequence for every token.
-        sequences = self.model.generate(
-            prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=grammar.max_new_tokens, do_sample=False,
-            eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id, prefix_allowed_tokens_fn=grammar,
-            use_cache=True,
-        )
+        sequences, passes = self.decode(prompts, grammar)
         actions = np.full(len(batch), -1, dtype=np.int64)
         infos = [{"procedure": None, "procedure_error": None, "fallback": False, "forward_passes": 0, "cached": False}
                  for _ in batch]
         for j, row in enumerate(sequences.tolist()):
             new = row[prompts.shape[1] :]
             end = new.index(cfg.eos_token_id) + 1 if cfg.eos_token_id in new else len(new)
-            # One pass per new token up to this sequence's </s> (the batch may have run longer).
-            infos[j]["forward_passes"] = end
+            infos[j]["forward_passes"] = passes[j]
             sequence = row[: prompts.shape[1] + end]
             act_at = sequence.index(cfg.act_token_id) if cfg.act_token_id in sequence else -1
             if 0 <= act_at < len(sequence) - 1 and sequence[act_at + 1] in cfg.action_token_ids:
@@ -305,6 +301,46 @@ class MinAtarPolicy(PCPolicy):
                 actions[j] = self.rng.integers(cfg.num_actions)
                 infos[j]["fallback"] = True
         return (int(actions[0]), infos[0]) if single else (actions, infos)
+
+    @torch.no_grad()
+    def decode(self, prompts: torch.Tensor, grammar) -> tuple[torch.Tensor, list[int]]:
+        """Greedy decoding of ``prompts`` under ``grammar`` with a `DynamicCache`; returns the sequences and, per row,
+        the forward passes the batch ran until that row's action was fixed.
+
+        The sequences are token for token those of ``model.generate(prompts, do_sample=False,
+        prefix_allowed_tokens_fn=grammar, eos_token_id=…, pad_token_id=…)`` (tests/test_minatar_model.py checks it),
+        with fewer passes: a token the grammar forces in every row of the batch (``<act>``'s action, ``</s>``, the first
+        step of the principal variation, …) needs no logits, so it is appended without a pass of its own and fed with
+        the next one; once every row has its action, the forced rest (``a_k </s>``, padding) is appended and no pass
+        runs at all. Each pass is the model's own forward with the cache; nothing else of `generate` (logits processors,
+        stopping criteria, input preparation) runs per token, which at batch 1 was about a third of a decision's time.
+        """
+        model, eos = self.model, self.model.config.eos_token_id
+        start = prompts.shape[1]
+        cache = DynamicCache(config=model.config)
+        rows = prompts.tolist()
+        pending = prompts  # tokens appended but not yet fed to the model
+        passes, total = [0] * len(rows), 0
+        for _ in range(grammar.max_new_tokens):
+            if all(eos in row[start:] for row in rows):
+                break
+            allowed = [grammar(j, torch.tensor(row)) for j, row in enumerate(rows)]
+            if all(len(a) == 1 for a in allowed):
+                chosen = [a[0] for a in allowed]
+            else:
+                scores = model(pending, past_key_values=cache, use_cache=True).logits[:, -1].float()
+                total += 1
+                mask = torch.full_like(scores, -math.inf)
+                for j, a in enumerate(allowed):
+                    mask[j, a] = 0
+                chosen = (scores + mask).argmax(-1).tolist()
+                pending = pending[:, :0]
+            for j, token in enumerate(chosen):
+                rows[j].append(token)
+                if len(allowed[j]) > 1:
+                    passes[j] = total
+            pending = torch.cat([pending, torch.tensor(chosen, device=pending.device)[:, None]], dim=1)
+        return torch.tensor(rows, device=prompts.device), passes
 
 
 class _MCTSGrammar:

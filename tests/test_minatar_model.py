@@ -25,13 +25,13 @@ import pytest
 import torch
 from decoding_checks import assert_cached_generate_is_greedy
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 import pc_transformers  # noqa: F401  (registers the Auto classes)
 from pc_transformers import PCConfig, PCForProcedureCloning, PCTokenizer
 from pc_transformers import tokenization_pc as tp
 from pc_transformers.data import PCDataCollator
-from pc_transformers.policy import POLICY_CONFIG_NAME, MinAtarPolicy, PCPolicy
+from pc_transformers.policy import POLICY_CONFIG_NAME, MinAtarPolicy, PCPolicy, _MCTSGrammar
 from pc_transformers.procedures.mcts import MCTS_WORDS, MCTSRecord, mcts_words
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
@@ -460,6 +460,21 @@ def test_generate_cached_and_uncached_agree(tok, make_config, frames):
     assert_cached_generate_is_greedy(model, prompts, max_new_tokens=15)
 
 
+def test_a_cached_decoding_step_gives_the_logits_of_the_whole_sequence(tok, make_config, frames):
+    # A one-token step after the prompt attends without a mask (PCModel._text_forward); the logits must be those of
+    # the whole sequence in one pass, where the mask is built.
+    model = perturb(PCForProcedureCloning(make_config())).eval()
+    prompts = torch.tensor([tok.strict_ids(["<s>", *tok.minatar_state_tokens(o), "<proc>"]) for o in frames])
+    steps = torch.tensor(tok.convert_tokens_to_ids(["a1", "n7", "q9"]))
+    cache = DynamicCache(config=model.config)
+    with torch.no_grad():
+        logits = [model(prompts, past_key_values=cache, use_cache=True).logits[:, -1]]
+        for token in steps:
+            logits.append(model(token.expand(len(frames), 1), past_key_values=cache, use_cache=True).logits[:, -1])
+        whole = model(torch.cat([prompts, steps.expand(len(frames), -1)], 1)).logits[:, prompts.shape[1] - 1 :]
+    torch.testing.assert_close(torch.stack(logits, 1), whole, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("objective", ["pc", "aux_bc"])
 def test_save_load_is_exact(tmp_path, make_config, make_batch, objective):
     config = make_config(objective=objective)
@@ -557,10 +572,26 @@ def test_untrained_policy_always_yields_valid_records_and_game_actions(tok, make
         tp.check_mcts_tokens(tokens)
         assert len(tokens) <= 40
         assert all(int(t[1:]) < BREAKOUT_ACTIONS for t in tokens if t.startswith("a"))
-        assert info["forward_passes"] == len(tokens) + 3  # procedure tokens, <act>, a_k, </s>
+        assert 1 <= info["forward_passes"] <= len(tokens) + 1  # never a pass after <act>: the action is forced
     single_action, single_info = policy.act(obs[0], return_procedure=True)
     assert isinstance(single_action, int) and single_action == actions[0]
     assert single_info["procedure"] == infos[0]["procedure"]
+    # Alone, one pass per token the grammar leaves a choice for (forced tokens are fed with the next pass).
+    assert single_info["forward_passes"] == free_choices(tok, model.config, single_info["procedure"], 40)
+
+
+def free_choices(tok, config, rec: MCTSRecord, budget: int) -> int:
+    """How many tokens of ``<proc> rec <act> a </s>`` the policy's grammar had more than one choice for."""
+    ids = tok.convert_tokens_to_ids([*rec.to_tokens(), "<act>", f"a{rec.action}", "</s>"])
+    grammar = _MCTSGrammar(tok, config, prompt_length=1, max_procedure_steps=budget)
+    sequence = [config.proc_token_id]
+    count = 0
+    for token in ids:
+        allowed = grammar(0, torch.tensor(sequence))
+        assert token in allowed
+        count += len(allowed) > 1
+        sequence.append(token)
+    return count
 
 
 @pytest.mark.parametrize("budget", [1, 6, 9])
@@ -571,23 +602,32 @@ def test_policy_closes_its_sequences_within_the_budget(tok, make_config, frames,
         assert info["procedure"] is not None and len(info["procedure"].to_tokens()) <= max(budget, 6)
 
 
-def test_constrained_decoding_is_the_same_with_and_without_the_cache(tok, make_config, frames):
-    # use_cache=False in the config, as Trainer saves it: the policy still decodes with the KV cache.
-    model = perturb(PCForProcedureCloning(make_config(use_cache=False))).eval()
-    policy = MinAtarPolicy(model, tok)
-    generate, calls = model.generate, []
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs["use_cache"])
-        return generate(*args, **kwargs)
-
-    model.generate = spy
-    cached = policy.act(frames, return_procedure=True)
-    model.generate = lambda *args, **kwargs: generate(*args, **{**kwargs, "use_cache": False})
-    uncached = policy.act(frames, return_procedure=True)
-    assert calls == [True]
-    assert np.array_equal(cached[0], uncached[0])
-    assert [i["procedure"] for i in cached[1]] == [i["procedure"] for i in uncached[1]]
+@pytest.mark.parametrize("objective", ["pc", "bc"])
+@pytest.mark.parametrize("budget", [9, 30])
+def test_policy_decoding_equals_generate_with_and_without_the_cache(tok, make_config, frames, objective, budget):
+    # use_cache=False in the config, as Trainer saves it: the policy still decodes with its KV cache.
+    model = perturb(PCForProcedureCloning(make_config(use_cache=False, objective=objective))).eval()
+    policy = MinAtarPolicy(model, tok, max_procedure_steps=budget)
+    obs = np.concatenate([frames, game_frames("breakout", 4, seed=2)])
+    tail = "<proc>" if objective == "pc" else "<act>"
+    prompts = torch.tensor([tok.strict_ids(["<s>", *tok.minatar_state_tokens(o), tail]) for o in obs])
+    grammar = _MCTSGrammar(tok, model.config, prompts.shape[1], budget)
+    sequences, passes = policy.decode(prompts, grammar)
+    for use_cache in (True, False):
+        reference = model.generate(
+            prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=grammar.max_new_tokens, do_sample=False,
+            eos_token_id=model.config.eos_token_id, pad_token_id=model.config.pad_token_id,
+            prefix_allowed_tokens_fn=grammar, use_cache=use_cache)
+        assert torch.equal(sequences, reference)
+    for j, prompt in enumerate(prompts):  # alone, each row decodes as in the batch
+        alone, _ = policy.decode(prompt[None], grammar)
+        assert torch.equal(alone[0, : sequences.shape[1]], sequences[j, : alone.shape[1]])
+    assert len(passes) == len(obs) and max(passes) < sequences.shape[1] - prompts.shape[1]
+    actions, infos = policy.act(obs)
+    assert [i["forward_passes"] for i in infos] == passes
+    act_at = (sequences == model.config.act_token_id).int().argmax(1)
+    expected = sequences[torch.arange(len(obs)), act_at + 1]
+    assert actions.tolist() == [model.config.action_token_ids.index(int(t)) for t in expected]
 
 
 @pytest.mark.parametrize("objective", ["bc", "aux_bc"])
@@ -599,7 +639,7 @@ def test_bc_policies_read_the_action_in_one_pass(tok, make_config, frames, objec
     with torch.no_grad():
         expected = model(prompts).logits[:, -1, config.action_token_ids].argmax(-1).numpy()
     assert np.array_equal(actions, expected)
-    assert all(i["procedure"] is None and i["forward_passes"] == 2 and not i["fallback"] for i in infos)
+    assert all(i["procedure"] is None and i["forward_passes"] == 1 and not i["fallback"] for i in infos)
 
 
 def test_policy_save_load_gives_identical_actions(tmp_path, tok, make_config, frames):
@@ -666,4 +706,7 @@ def test_overfit_policy_reproduces_the_expert_exactly(overfit, frames):
     actions, infos = overfit.policy.act(frames, return_procedure=True)
     assert actions.tolist() == [record(r).action for r in RECORDS]
     assert [i["procedure"] for i in infos] == [record(r) for r in RECORDS]
-    assert [i["forward_passes"] for i in infos] == [len(r.split()) + 3 for r in RECORDS]
+    assert all(i["forward_passes"] <= len(r.split()) + 1 for i, r in zip(infos, RECORDS))
+    for observation, r in zip(frames, RECORDS):
+        _, info = overfit.policy.act(observation)
+        assert info["forward_passes"] == free_choices(overfit.policy.tokenizer, overfit.model.config, record(r), 30)
