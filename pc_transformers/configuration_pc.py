@@ -16,6 +16,7 @@ MINATAR_GRID_SIZE, MINATAR_MAX_CHANNELS, MINATAR_MAX_ACTIONS = 10, 10, 6
 FACTORIZATIONS = ("markov", "autoregressive")
 OBJECTIVES = ("pc", "bc", "aux_bc")
 POSITION_ENCODINGS = ("relative_2d", "absolute")
+BRANCH_ORDERS = ("visits", "action")  # "mcts" root branches: best first, or in action order
 
 # Default token ids: the maze vocabulary of `PCTokenizer.for_maze()` (max_grid_size=64).
 _MAZE_LAYOUT = {
@@ -56,6 +57,11 @@ class PCConfig(PreTrainedConfig):
 
         procedure_format: ``"bfs_maps"`` (grid: one step is a whole map, decoded in parallel), ``"bfs_trace"``
             (text-like: decoded token by token), or ``"mcts"`` (MinAtar, text-like).
+        branch_order: ``"mcts"`` only: how the root branches of a procedure are serialized. ``"visits"`` (default):
+            best first, as the expert ranks them, so the first procedure token is already the action. ``"action"``:
+            every action's visit and value buckets in action order, then the principal variation, whose first step
+            (one of the most-visited actions) is the action (`MCTSRecord.in_action_order`): the action comes after
+            the statistics of every action. Training examples and the policy's decoding grammar follow it.
         grid_size: side of the square maze the model reads; every state has ``grid_size**2`` cell tokens.
         max_procedure_steps: most procedure steps generated before giving up: maps after map 0 for ``bfs_maps``,
             tokens for text-like formats.
@@ -104,6 +110,7 @@ class PCConfig(PreTrainedConfig):
     action_token_ids: list[int] | None = None
     # Procedure decoding
     procedure_format: str = "bfs_maps"
+    branch_order: str = "visits"
     grid_size: int = 16
     max_procedure_steps: int = 100
     factorization: str = "markov"
@@ -147,6 +154,7 @@ class PCConfig(PreTrainedConfig):
             "factorization": FACTORIZATIONS,
             "objective": OBJECTIVES,
             "position_encoding": POSITION_ENCODINGS,
+            "branch_order": BRANCH_ORDERS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -168,6 +176,9 @@ class PCConfig(PreTrainedConfig):
         if self.procedure_format not in DOMAIN_FORMATS[self.domain]:
             raise ValueError(f"procedure_format for domain={self.domain!r} must be one of "
                              f"{DOMAIN_FORMATS[self.domain]}, got {self.procedure_format!r}")
+        if self.branch_order != "visits" and self.procedure_format != "mcts":
+            raise ValueError(f"branch_order orders the root branches of an 'mcts' procedure; leave it 'visits' for "
+                             f"procedure_format={self.procedure_format!r}, got {self.branch_order!r}")
         if self.domain == "maze":
             if self.num_channels is not None:
                 raise ValueError(f"num_channels is a MinAtar setting; leave it None for domain='maze', "

@@ -116,9 +116,9 @@ cache), then the action.""",
 - Expert: UCT Monte Carlo tree search with a simulator snapshot per node and sampled chance events (the snapshots'
   random generators are reseeded, so the expert never reads the real game's future draws).
 - Objective `{objective}`; procedure format `{procedure_format}`.""",
-    "token_grammar": """`<s> c_1 … c_100 <proc> (a<i> n<visits> q<value>)×k <path> (a<i> r<reward>)×d <act> a_k </s>`: one state token
-per cell (`c<m>`, m the bitmask of active channels); the most-visited root branches with visit-share and value deciles;
-the principal variation with its predicted rewards (see `tokenization_pc.py` in this repository).""",
+    "token_grammar": """{mcts_grammar}: one state token per cell (`c<m>`, m the
+bitmask of active channels); {mcts_branches}; the principal variation with its predicted rewards (see
+`tokenization_pc.py` in this repository).""",
     "evaluation_protocol": """Protocol: mean return over unseen episode seeds in the evaluation setting (sticky actions 0.1, difficulty ramping
 on, unless stated otherwise in the table), episodes capped at {max_episode_steps} steps, 95% Student-t intervals.""",
     "quick_start": """```python
@@ -183,7 +183,7 @@ def model_card(checkpoint_dir, repo_id: str, eval_results: dict | None = None, t
               "objective": config.get("objective"), "factorization": config.get("factorization"),
               "position_encoding": config.get("position_encoding"), "repo_id": repo_id, "game": game,
               "env_name": game.title().replace("_", ""), "num_channels": config.get("num_channels"),
-              "max_episode_steps": evaluation.get("max_steps", 100)}
+              "max_episode_steps": evaluation.get("max_steps", 100), **_mcts_grammar(config.get("branch_order"))}
     texts = {name: text.format(**fields) for name, text in
              (_MINATAR_TEXT if domain == "minatar" else _MAZE_TEXT).items()}
     values = {
@@ -204,6 +204,16 @@ def model_card(checkpoint_dir, repo_id: str, eval_results: dict | None = None, t
     card = ModelCard(text)
     assert not _PLACEHOLDER.search(str(card)), "unfilled placeholder in the model card"
     return card
+
+
+def _mcts_grammar(branch_order: str | None) -> dict:
+    """The MinAtar card's sequence grammar for the config's ``branch_order`` (`PCConfig`)."""
+    if branch_order == "action":
+        return {"mcts_grammar": "`<s> c_1 … c_100 <proc> (n<visits> q<value>)×K <path> (a<i> r<reward>)×d <act> a_k </s>`",
+                "mcts_branches": "every action's visit-share and value deciles in action order, a0 first (the action is "
+                                 "then the principal variation's first step, one of the most-visited actions)"}
+    return {"mcts_grammar": "`<s> c_1 … c_100 <proc> (a<i> n<visits> q<value>)×k <path> (a<i> r<reward>)×d <act> a_k </s>`",
+            "mcts_branches": "the most-visited root branches, best first, with visit-share and value deciles"}
 
 
 def _resolve_token(token):

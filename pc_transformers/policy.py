@@ -347,45 +347,57 @@ class _MCTSGrammar:
     """``prefix_allowed_tokens_fn`` for MinAtar decoding: the tokens allowed next, so that every generated sequence is
     a valid `MCTSRecord` followed by its action.
 
-    After a ``<proc>`` prompt: ``(a n q)+ <path> (a r)+ <act> a </s>`` (grammar: ``tokenization_pc.py``) plus the
-    record's rules: every action among the game's ``action_token_ids``; root actions distinct; visit buckets
-    non-increasing; the first step's action, and the action after ``<act>``, equal to the first branch's (the expert's
-    action is its most-visited branch, ``pc_transformers/procedures/mcts.py``). ``max_procedure_steps`` bounds the
-    procedure tokens: a new root branch starts only if it, ``<path>`` and one step still fit (the first branch and the
-    first step always come), a new step only if it fits, so every sequence closes. After an ``<act>`` prompt (BC,
-    auxiliary BC): ``a </s>``, the action free among the game's.
+    After a ``<proc>`` prompt, with ``config.branch_order="visits"`` (ranked records): ``(a n q)+ <path> (a r)+ <act> a
+    </s>`` (grammar: ``tokenization_pc.py``) plus the record's rules: every action among the game's
+    ``action_token_ids``; root actions distinct; visit buckets non-increasing; the first step's action, and the action
+    after ``<act>``, equal to the first branch's (the expert's action is its most-visited branch,
+    ``pc_transformers/procedures/mcts.py``). A new root branch starts only if it, ``<path>`` and one step still fit in
+    ``max_procedure_steps`` (the first branch and the first step always come), a new step only if it fits, so every
+    sequence closes. With ``branch_order="action"``: ``(n q)`` once per action of the game, ``<path>``, then the
+    first step's action chosen among the actions with the largest visit bucket, the rest as above: the action is
+    chosen after the statistics of every action. After an ``<act>`` prompt (BC, auxiliary BC): ``a </s>``, the action
+    free among the game's.
     """
 
     def __init__(self, tokenizer: PCTokenizer, config: PCConfig, prompt_length: int, max_procedure_steps: int):
         ids = tokenizer.convert_tokens_to_ids
         self.prompt_length = prompt_length
         self.budget = max_procedure_steps
-        self.max_new_tokens = max(max_procedure_steps, 6) + 3  # procedure (at least a n q <path> a r), <act> a </s>
         self.path, self.act = config.path_token_id, config.act_token_id
         self.eos, self.pad = config.eos_token_id, config.pad_token_id
         self.actions = list(config.action_token_ids)
         self.visits = ids(list(MCTS_VISIT_TOKENS))  # n0 … n9, in bucket order
         self.values = ids(list(MCTS_VALUE_TOKENS))
         self.rewards = ids(list(mcts_reward_tokens(tokenizer.max_reward)))
+        self.in_action_order = config.branch_order == "action"
+        # Shortest procedure: one branch (all of them in action order), <path>, one step.
+        shortest = (2 * len(self.actions) if self.in_action_order else 3) + 3
+        self.max_new_tokens = max(max_procedure_steps, shortest) + 3  # the procedure, <act> a </s>
 
     def __call__(self, batch_id: int, input_ids: torch.Tensor) -> list[int]:
         seq = input_ids[self.prompt_length - 1 :].tolist()  # the prompt's last token (<proc> or <act>), then new ones
         if self.eos in seq:
             return [self.pad]  # finished: generate pads it anyway
         procedure = seq[1:]
-        first = procedure[0] if procedure else None  # the first branch's action: the action
+        cut = procedure.index(self.path) if self.path in procedure else None
+        # The action: the first branch's (ranked) or the first step's (action order), once generated.
+        decided = procedure[cut + 1 : cut + 2] if self.in_action_order and cut is not None else procedure[:1]
         if seq[-1] == self.act:
-            return self.actions if first is None else [first]
+            return self.actions if not procedure else decided
         if len(seq) > 1 and seq[-2] == self.act:
             return [self.eos]
         last, remaining = seq[-1], self.budget - len(procedure)
-        if self.path in procedure:  # principal variation: a r pairs, then <act>
-            steps = procedure[procedure.index(self.path) + 1 :]
+        if cut is not None:  # principal variation: a r pairs, then <act>
+            steps = procedure[cut + 1 :]
             if last in self.actions and len(steps) % 2:
                 return self.rewards
             if not steps:
-                return [first]
+                return self._most_visited(procedure[:cut]) if self.in_action_order else decided
             return (self.actions if remaining >= 2 else []) + [self.act]
+        if self.in_action_order:  # n q per action, then <path>
+            if len(procedure) == 2 * len(self.actions):
+                return [self.path]
+            return self.visits if len(procedure) % 2 == 0 else self.values
         if len(procedure) % 3 == 1:  # root branches: a n q triples, then <path>
             previous = procedure[-3] if len(procedure) > 3 else self.visits[-1]  # visit buckets never increase
             return self.visits[: self.visits.index(previous) + 1]
@@ -394,6 +406,11 @@ class _MCTSGrammar:
         branches = procedure[0::3]
         allowed = [a for a in self.actions if a not in branches] if not branches or remaining >= 6 else []
         return allowed + [self.path] if branches else allowed
+
+    def _most_visited(self, branches: list[int]) -> list[int]:
+        """The actions whose visit bucket is the largest among ``n q`` pairs in action order."""
+        buckets = [self.visits.index(token) for token in branches[0::2]]
+        return [a for a, bucket in zip(self.actions, buckets) if bucket == max(buckets)]
 
 
 _POLICY_CLASSES = {"maze": PCPolicy, "minatar": MinAtarPolicy}

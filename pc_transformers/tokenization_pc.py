@@ -63,6 +63,12 @@ seaquest 10, space_invaders 6).
   Decoded token by token. The buckets, and the rules that the root actions are distinct, the visit buckets
   non-increasing, and the action equal to the first branch's and the first step's, belong to the record
   (``mcts.py``); the tokenizer checks the grammar.
+
+  **In action order** (a record with ``ranked=False``, `MCTSRecord.in_action_order`; a model with
+  ``PCConfig.branch_order="action"``): one ``n<v> q<q>`` pair per action of the game, action 0 first, with no action
+  words (they are implied), then ``<path>`` and the steps as above. The action is then one of the most-visited
+  branches and the first step's, so it comes *after* the statistics of every action instead of being the first
+  procedure token. The worked example below in action order: ``n2 q4 n7 q9 n0 q0 <path> a1 r0 a1 r1 a0 r0``.
 * **Action**: ``<act>`` followed by ``a<k>``, ``k`` the index of the action in the game's *minimal* action set (the
   action of the gymnasium ``MinAtar/<Game>-v1`` environments). The vocabulary holds ``a0 … a5`` for every game; a
   model config lists the game's ``a0 … a(K−1)`` as its ``action_token_ids``, and only those are scored or generated.
@@ -623,12 +629,19 @@ class PCTokenizer(PreTrainedTokenizerFast):
 
 def check_mcts_tokens(tokens: list[str], max_reward: int = 1) -> None:
     """Raise ``ValueError`` unless ``tokens`` follow the ``"mcts"`` grammar (module docstring):
-    ``(a<i> n<v> q<q>)+ <path> (a<i> r<r>)+`` with ``r ≤ max_reward``."""
+    ``(a<i> n<v> q<q>)+ <path> (a<i> r<r>)+`` (ranked) or ``(n<v> q<q>)+ <path> (a<i> r<r>)+`` (action order), with
+    ``r ≤ max_reward``."""
     rewards = mcts_reward_tokens(max_reward)
     if tokens.count(PATH) != 1:
         raise ValueError(f"an mcts procedure holds exactly one {PATH}, got {tokens.count(PATH)}")
     cut = tokens.index(PATH)
     branches, path = tokens[:cut], tokens[cut + 1 :]
+    if branches and branches[0] in MCTS_VISIT_TOKENS:  # action order: the actions are implied
+        if len(branches) % 2 or len(branches) > 2 * len(MINATAR_ACTION_TOKENS):
+            raise ValueError(f"an mcts procedure in action order starts with one 'n<v> q<q>' pair per action (at most "
+                             f"{len(MINATAR_ACTION_TOKENS)}) before {PATH}, got {len(branches)} tokens")
+        branches = [word for i in range(0, len(branches), 2)
+                    for word in (MINATAR_ACTION_TOKENS[i // 2], *branches[i : i + 2])]
     if not branches or len(branches) % 3:
         raise ValueError(f"an mcts procedure starts with one or more root branches 'a<i> n<v> q<q>' before {PATH}, "
                          f"got {len(branches)} tokens")

@@ -209,6 +209,7 @@ class TrainConfig:
             return
         if self.minatar is not None:
             raise ValueError("a minatar: section needs domain: minatar (this run's domain is 'maze')")
+
         if self.data is None:
             raise ValueError("domain 'maze' needs a data: section (MazeDataConfig fields), got null")
         reserved = {"grid_size", "procedure_format"} & set(self.model)
@@ -351,7 +352,8 @@ def tokenizer_and_model_config(config: TrainConfig, train) -> tuple[PCTokenizer,
         return tokenizer, PCConfig.from_tokenizer(tokenizer, grid_size=config.data.size, **config.model)
     game = minatar_game_info(config.minatar.game)
     tokenizer = PCTokenizer.for_minatar(max_reward=minatar_max_reward(train))
-    model = {"max_procedure_steps": minatar_procedure_length(train), **config.model}
+    length = minatar_procedure_length(train, config.model.get("branch_order", "visits"))
+    model = {"max_procedure_steps": length, **config.model}
     return tokenizer, PCConfig.from_tokenizer(tokenizer, num_channels=game.num_channels,
                                               num_actions=game.num_actions, **model)
 

@@ -27,6 +27,7 @@ from pc_transformers.procedures.mcts import (
     MCTSExpert,
     MCTSRecord,
     greedy_one_step_action,
+    is_single_move,
     mcts_words,
     random_action,
 )
@@ -138,7 +139,7 @@ def test_record_fields_repr_and_metadata():
     assert record.branch_actions.dtype == np.int8 and not record.branch_actions.flags.writeable
     assert repr(record) == (
         "MCTSRecord(branch_actions=int8(3,), branch_visits=int8(3,), branch_values=int8(3,), pv_actions=int8(3,), "
-        "pv_rewards=int8(3,), action=1)"
+        "pv_rewards=int8(3,), action=1, ranked=True)"
     )
     assert record.metadata == {"num_steps": 6, "num_branches": 3, "pv_length": 3}
     assert record.steps[0] == ("branch", (1, 7, 9)) and record.steps[-1] == ("pv", (0, 0))
@@ -516,6 +517,7 @@ def test_freeway_move_timer_aliases_every_action_to_the_previous_one(minatar_env
         env.step(0)
     root, _ = expert.search(env)
     assert root.aliases == [0, 1, 2]  # noop, up and down all differ when the chicken can move
+    assert not expert(env).single_move
     env.step(1)  # up: the timer starts
     assert game.env.move_timer > 0
     root, _ = expert.search(env)
@@ -523,9 +525,17 @@ def test_freeway_move_timer_aliases_every_action_to_the_previous_one(minatar_env
     record = expert(env)
     assert record.action == 1 and record.branch_actions.tolist() == [1, 0, 2]
     assert len(set(record.branch_visits.tolist())) == 1 and len(set(record.branch_values.tolist())) == 1
+    assert record.single_move and record.in_action_order(3).single_move
     # With sticky actions the previous action is part of the state: nothing is merged.
     sticky = minatar_env("freeway", "eval")
     sticky.reset(seed=0)
     sticky.unwrapped.game.env.move_timer = 2
     root, _ = expert.search(sticky)
     assert root.aliases == [0, 1, 2]
+
+
+@pytest.mark.parametrize("visits, expected", [
+    ([9, 9, 9], True), ([9, 9], True), ([9], False), ([9, 0, 0], False), ([9, 9, 0], False), ([5, 4, 0], False),
+])
+def test_is_single_move(visits, expected):
+    assert is_single_move(visits) is expected

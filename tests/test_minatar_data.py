@@ -37,6 +37,7 @@ from pc_transformers.data import (
     minatar_features,
     save_minatar_dataset,
 )
+from pc_transformers.data.minatar_dataset import minatar_procedure_length
 from pc_transformers.envs.minatar import (
     episode_seeds,
     make_minatar_env,
@@ -150,6 +151,27 @@ def test_examples_tokenize_the_rows_exactly(dataset):
     wrong = PCConfig.from_tokenizer(tok, num_channels=7, num_actions=3)
     with pytest.raises(ValueError, match="4 channels"):
         build_minatar_examples(dataset, tok, wrong)
+
+
+def test_examples_in_action_order(dataset):
+    """With ``branch_order="action"`` every PC example holds its row's record in action order; the procedure length
+    that sizes the model's decoding budget follows."""
+    from pc_transformers import PCConfig
+
+    tok = PCTokenizer.for_minatar()
+    rows = dataset.with_format("numpy")
+    config = PCConfig.from_tokenizer(tok, num_channels=4, num_actions=3, branch_order="action")
+    examples = build_minatar_examples(dataset, tok, config)
+    lengths = []
+    for i in range(len(dataset)):
+        parsed = tok.parse_minatar(examples[i]["input_ids"], num_channels=4)
+        ranked = mcts_record_from_row(rows[i])
+        assert parsed.record == ranked.in_action_order(3) and parsed.action == ranked.action
+        lengths.append(len(parsed.record.to_tokens()))
+    assert minatar_procedure_length(dataset, "action") == max(lengths)
+    assert minatar_procedure_length(dataset) == max(len(mcts_record_from_row(r).to_tokens()) for r in rows)
+    with pytest.raises(ValueError, match="branch_order must be one of \\('visits', 'action'\\), got 'rank'"):
+        minatar_procedure_length(dataset, "rank")
 
 
 # --- determinism, shards, disk ---------------------------------------------------------------------------------

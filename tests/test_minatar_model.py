@@ -229,11 +229,56 @@ def test_state_cells_beyond_the_channel_count_raise(tok, state_edit, message):
     ("a1 n7 q9 a1 n2 q4 <path> a1 r0", r"branch_actions must be distinct"),  # the record's own rule
     ("a1 n2 q9 a0 n7 q4 <path> a1 r0", r"non-increasing"),
     ("a1 n7 q9 <path> a0 r0", r"action must equal branch_actions\[0\] and pv_actions\[0\]"),
+    # In action order (n q per action, no action words).
+    ("n2 q4 n7 <path> a1 r0", r"in action order starts with one 'n<v> q<q>' pair per action .* got 3 tokens"),
+    ("n2 q4 n7 q9 n0 q0 n0 q0 n0 q0 n0 q0 n0 q0 <path> a1 r0", r"at most 6\) before <path>, got 14 tokens"),
+    ("n2 q4 n7 r0 n0 q0 <path> a1 r0", r"root branch 1 is 'a1' 'n7' 'r0'"),
+    ("n2 q4 n7 q9 n0 q0 <path> a0 r0", r"one of the most visited branches \[2, 7, 0\] and equal pv_actions\[0\], got 1 and 0"),
 ])
 def test_malformed_procedures_raise(tok, procedure, message):
     sequence = ["<s>", *["c0"] * 100, "<proc>", *procedure.split(), "<act>", "a1", "</s>"]
     with pytest.raises(ValueError, match=message):
         tok.parse_minatar(sequence, num_channels=4)
+
+
+def test_action_order_round_trips_and_reads_like_the_ranked_record(tok, frames):
+    full = [(text, obs) for text, obs in zip(RECORDS, frames) if record(text).num_branches == BREAKOUT_ACTIONS]
+    assert len(full) == 2
+    for text, obs in full:
+        ranked = record(text)
+        ordered = ranked.in_action_order(BREAKOUT_ACTIONS)
+        assert not ordered.ranked and ordered.branch_actions.tolist() == list(range(BREAKOUT_ACTIONS))
+        for a, n, q in zip(ranked.branch_actions, ranked.branch_visits, ranked.branch_values):
+            assert (ordered.branch_visits[a], ordered.branch_values[a]) == (n, q)
+        assert ordered.action == ranked.action and ordered.pv_actions.tolist() == ranked.pv_actions.tolist()
+        tokens = ordered.to_tokens()
+        assert not any(t.startswith("a") for t in tokens[: tokens.index("<path>")])
+        assert len(tokens) == len(ranked.to_tokens()) - BREAKOUT_ACTIONS
+        ids = tok.encode_minatar_example(obs, ordered)
+        parsed = tok.parse_minatar(ids, num_channels=4)
+        assert parsed.record == ordered and parsed.action == ranked.action
+    doc = record(RECORDS[0]).in_action_order(BREAKOUT_ACTIONS).to_tokens()
+    assert f"``{' '.join(doc)}``" in tp.__doc__  # the docstrings' examples are this record
+    assert f"\n    {' '.join(doc)}\n" in sys.modules[MCTSRecord.__module__].__doc__
+
+
+def test_action_order_needs_every_action():
+    with pytest.raises(ValueError, match=r"a branch for each of the game's 3 actions, but this record has branches "
+                                         r"\[0\] \(make the expert data with top_k >= 3\)"):
+        record(RECORDS[1]).in_action_order(BREAKOUT_ACTIONS)
+    with pytest.raises(ValueError, match="action order needs a branch for each of the game's 4 actions"):
+        record(RECORDS[0]).in_action_order(4)
+    ordered = record(RECORDS[0]).in_action_order(3)
+    assert ordered.in_action_order(3) is ordered
+    with pytest.raises(ValueError, match="this record in action order has 3 branches, not 4"):
+        ordered.in_action_order(4)
+    with pytest.raises(ValueError, match=r"holds the actions 0 … 2 in order, got branch_actions \[1, 0, 2\]"):
+        MCTSRecord(branch_actions=np.array([1, 0, 2]), branch_visits=np.array([7, 2, 0]),
+                   branch_values=np.array([9, 4, 0]), pv_actions=np.array([1]), pv_rewards=np.array([0]), action=1,
+                   ranked=False)
+    with pytest.raises(TypeError, match="ranked must be a bool, got 'no'"):
+        MCTSRecord(branch_actions=np.array([0]), branch_visits=np.array([9]), branch_values=np.array([9]),
+                   pv_actions=np.array([0]), pv_rewards=np.array([0]), action=0, ranked="no")
 
 
 def test_bad_arguments_raise(tok, frames):
@@ -346,6 +391,7 @@ INVALID = [
     ({"action_token_ids": [1032, 5000]}, r"action_token_ids must hold 1 to 6 token ids in \[0, 1060\)"),
     ({"map_token_ids": [12]}, r"map_token_ids must hold 0 token ids"),
     ({"hide_agent": True}, r"hide_agent=True"),
+    ({"branch_order": "value"}, r"branch_order must be one of \('visits', 'action'\), got 'value'"),
 ]
 
 
@@ -594,6 +640,22 @@ def free_choices(tok, config, rec: MCTSRecord, budget: int) -> int:
     return count
 
 
+def test_untrained_policy_in_action_order_yields_valid_records(tok, make_config, frames):
+    config = make_config(branch_order="action", max_procedure_steps=40)
+    model = perturb(PCForProcedureCloning(config)).eval()
+    obs = np.concatenate([frames, game_frames("breakout", 8, seed=1)])
+    actions, infos = MinAtarPolicy(model, tok).act(obs, return_procedure=True)
+    for action, info in zip(actions, infos):
+        rec = info["procedure"]
+        assert isinstance(rec, MCTSRecord) and not rec.ranked and rec.num_branches == BREAKOUT_ACTIONS
+        assert rec.action == action and rec.branch_visits[action] == rec.branch_visits.max()
+        assert 1 <= info["forward_passes"] <= len(rec.to_tokens()) + 1
+    assert len({tuple(info["procedure"].branch_visits) for info in infos}) > 1  # the buckets vary: a real decoding
+    # The budget is below the shortest procedure in action order (3 pairs, <path>, one step): that still comes.
+    _, infos = MinAtarPolicy(model, tok, max_procedure_steps=4).act(obs, return_procedure=True)
+    assert all(len(i["procedure"].to_tokens()) == 2 * BREAKOUT_ACTIONS + 3 for i in infos)
+
+
 @pytest.mark.parametrize("budget", [1, 6, 9])
 def test_policy_closes_its_sequences_within_the_budget(tok, make_config, frames, budget):
     model = perturb(PCForProcedureCloning(make_config())).eval()
@@ -602,11 +664,13 @@ def test_policy_closes_its_sequences_within_the_budget(tok, make_config, frames,
         assert info["procedure"] is not None and len(info["procedure"].to_tokens()) <= max(budget, 6)
 
 
-@pytest.mark.parametrize("objective", ["pc", "bc"])
+@pytest.mark.parametrize("objective, branch_order", [("pc", "visits"), ("pc", "action"), ("bc", "visits")])
 @pytest.mark.parametrize("budget", [9, 30])
-def test_policy_decoding_equals_generate_with_and_without_the_cache(tok, make_config, frames, objective, budget):
+def test_policy_decoding_equals_generate_with_and_without_the_cache(tok, make_config, frames, objective, budget,
+                                                                     branch_order):
     # use_cache=False in the config, as Trainer saves it: the policy still decodes with its KV cache.
-    model = perturb(PCForProcedureCloning(make_config(use_cache=False, objective=objective))).eval()
+    model = perturb(PCForProcedureCloning(make_config(use_cache=False, objective=objective,
+                                                      branch_order=branch_order))).eval()
     policy = MinAtarPolicy(model, tok, max_procedure_steps=budget)
     obs = np.concatenate([frames, game_frames("breakout", 4, seed=2)])
     tail = "<proc>" if objective == "pc" else "<act>"

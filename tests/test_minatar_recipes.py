@@ -31,7 +31,7 @@ from pc_transformers.data import (
     load_minatar_dataset,
     save_minatar_dataset,
 )
-from pc_transformers.envs.minatar import episode_seeds
+from pc_transformers.envs.minatar import episode_seeds, make_minatar_env
 from pc_transformers.evaluation_minatar import (
     GreedyActor,
     MCTSActor,
@@ -110,6 +110,26 @@ def test_maze_config_refuses_a_minatar_section(recipe):
         recipe.load_config(config_path("pc_maze8"), ["minatar.game=breakout"])
 
 
+def test_train_minatar_pc_in_action_order(recipe, data_dir, tmp_path):
+    """``model.branch_order=action`` trains on the records in action order, sizes the decoding budget for them, and
+    the policy decodes them so."""
+    config = recipe.load_config(config_path("pc_minatar_breakout"), [
+        *TINY, f"output_dir={tmp_path}", f"dataset={data_dir}", "train.max_steps=2", "save_every=0", "eval.every=0",
+        "eval.final_episodes=1", "eval.max_steps=4", "model.branch_order=action"])
+    recipe.main(config)
+    policy = PCPolicy.from_pretrained(tmp_path / "final")
+    assert policy.model.config.branch_order == "action"
+    # The decoding budget fits a procedure in action order: 3 pairs, <path>, the longest principal variation.
+    assert policy.model.config.max_procedure_steps == 2 * 3 + 1 + 2 * max(
+        len(p) for p in load_minatar_dataset(data_dir)["train"]["pv_actions"])
+    obs, _ = make_minatar_env("breakout", "eval").reset(seed=5)
+    _, info = policy.act(obs, return_procedure=True)
+    assert not info["procedure"].ranked and info["procedure"].num_branches == 3
+    # The model card states the grammar the checkpoint decodes.
+    card = model_card(tmp_path / "final", "user/pc-breakout").text
+    assert "<proc> (n<visits> q<value>)×K <path>" in card and "in action order, a0 first" in card
+
+
 # --- training runs ----------------------------------------------------------------------------------------------
 
 def test_train_minatar_pc_writes_results_and_resumes_to_identical_weights(recipe, data_dir, tmp_path):
@@ -126,7 +146,8 @@ def test_train_minatar_pc_writes_results_and_resumes_to_identical_weights(recipe
     assert saved["episodes"] == 3 and len(saved["returns"]) == 3 and saved["seeds"] == list(episode_seeds("eval", 3))
     low, high = saved["return_ci95"]
     assert low <= saved["mean_return"] <= high and "Student-t" in saved["ci_method"]
-    assert saved["ms_per_decision"] > 0 and saved["mean_forward_passes"] >= 9  # a n q <path> a r <act> a </s>
+    # At least the choices of the shortest procedure: a n q, <path> or a branch, r, a step or <act>.
+    assert saved["ms_per_decision"] > 0 and saved["mean_forward_passes"] >= 6
     assert (saved["training"]["episodes"], saved["training"]["decisions"]) == (2, len(load_minatar_dataset(
         data_dir)["train"]))
     assert [e["step"] for e in saved["evaluations"]] == [2, 4] and "mean_return" in saved["evaluations"][0]
@@ -139,6 +160,7 @@ def test_train_minatar_pc_writes_results_and_resumes_to_identical_weights(recipe
         "training", "evaluations", "returns", "seeds")}, training=saved["training"])
     assert "| mean_return |" in card.text and "| game | breakout |" in card.text
     assert "MinAtar/Breakout-v1" in card.text and "Monte Carlo tree search" in card.text and "maze" not in card.text
+    assert "<proc> (a<i> n<visits> q<value>)×k <path>" in card.text and "best first" in card.text
     assert card.data.eval_results[0].metric_type == "mean_return" and "minatar" in card.data.tags
     curve = model_card(final, "user/pc-breakout", curve=saved["evaluations"]).text
     assert "validation mean return" in curve and f"| {saved['evaluations'][-1]['step']} |" in curve
@@ -164,7 +186,7 @@ def test_train_minatar_bc_keep_best_and_generated_data(recipe, tmp_path):
     curve = [(e["mean_return"], -e["step"]) for e in results["evaluations"]]
     assert results["training"]["selected_step"] == -max(curve)[1]
     assert same_weights(weights(tmp_path / "final"), weights(tmp_path / "checkpoints" / "best"))
-    assert results["objective"] == "bc" and results["mean_forward_passes"] == 2  # <act> a, then </s>
+    assert results["objective"] == "bc" and results["mean_forward_passes"] == 1  # the pass on <act> gives a; </s> is forced
     assert json.loads((tmp_path / "final" / "config.json").read_text())["objective"] == "bc"
 
 
@@ -216,7 +238,8 @@ def test_evaluate_a_policy_batched_or_alone():
     alone = evaluate_minatar_policy(policy, "breakout", "eval", seeds, max_steps=6, batch_size=1)
     assert (batched["batch_size"], alone["batch_size"]) == (3, 1)
     assert batched["returns"] == alone["returns"] and batched["decisions"] == alone["decisions"]
-    assert batched["mean_forward_passes"] >= 9 and batched["fallback_rate"] == 0 and alone["ms_per_decision"] > 0
+    # At least a n q, <path> or a branch, r, a step or <act>: the choices of the shortest procedure.
+    assert batched["mean_forward_passes"] >= 6 and batched["fallback_rate"] == 0 and alone["ms_per_decision"] > 0
     with pytest.raises(ValueError, match="chooses among 3 actions but 'asterix' has 5"):
         evaluate_minatar_policy(policy, "asterix", "eval", seeds, max_steps=6)
     with pytest.raises(ValueError, match="at least one episode seed"):
@@ -231,7 +254,8 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
            "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, REPO / "recipes" / "benchmarks" / "minatar_generalization.py", "--quick",
                            "--games", "breakout", "--out", tmp_path, "--game-mcts", "breakout:rollout_hold=0.5",
-                           "freeway:merge_equivalent=false"], env=env, capture_output=True, text=True,
+                           "freeway:merge_equivalent=false", "--branch-order", "action",
+                           "--lr-scheduler", "cosine"], env=env, capture_output=True, text=True,
                           timeout=280, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads((tmp_path / "results.json").read_text())
@@ -246,6 +270,20 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
     assert "| breakout |" in (tmp_path / "table.md").read_text()
     # --game-mcts reached the expert of its game only (the data card records the settings).
     assert game["data"]["mcts"]["rollout_hold"] == 0.5 and game["data"]["mcts"]["merge_equivalent"] is True
+    # PC trained in action order, BC as ever.
+    assert PCPolicy.from_pretrained(tmp_path / "runs/breakout_pc/final").model.config.branch_order == "action"
+    assert PCPolicy.from_pretrained(tmp_path / "runs/breakout_bc/final").model.config.branch_order == "visits"
+
+    # The latency script plays the run's PC, BC and expert, one environment at a time.
+    latency = load_recipe("benchmarks/minatar_latency").main([str(tmp_path), "--games", "breakout", "--episodes", "1",
+                                                              "--max-steps", "3", "--repeats", "2", "--json",
+                                                              str(tmp_path / "latency.json")])
+    (timed,) = json.loads((tmp_path / "latency.json").read_text())["games"]
+    assert timed == latency["games"][0] and timed["branch_order"] == "action"
+    assert all(len(timed["all_ms_per_decision"][m]) == 2 and timed["ms_per_decision"][m] > 0 for m in ("pc", "bc",
+                                                                                                        "mcts"))
+    assert timed["pc_over_mcts"] == timed["ms_per_decision"]["pc"] / timed["ms_per_decision"]["mcts"]
+    assert timed["forward_passes_per_decision"]["bc"] == 1 and timed["forward_passes_per_decision"]["mcts"] is None
 
     # --combine merges per-game runs made with the same settings, and refuses runs made with others.
     benchmark = load_recipe("benchmarks/minatar_generalization")

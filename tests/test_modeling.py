@@ -105,6 +105,8 @@ INVALID_CONFIGS = [
     ({"action_token_ids": [18, 19, 20, -1]}, r"action_token_ids"),
     ({"procedure_loss_weight": -0.5}, r"procedure_loss_weight .*got -0.5"),
     ({"procedure_format": "bfs_trace", "action_loss_weight": 0}, r"action_loss_weight > 0"),
+    ({"branch_order": "action"}, r"branch_order orders the root branches of an 'mcts' procedure; leave it 'visits' "
+                                 r"for procedure_format='bfs_maps', got 'action'"),
 ]
 
 

@@ -412,14 +412,22 @@ def minatar_max_reward(dataset: Dataset) -> int:
     return max([1, *(max(r) for r in dataset["pv_rewards"] if len(r))])
 
 
-def minatar_procedure_length(dataset: Dataset) -> int:
-    """The most procedure tokens of a record, ``3·branches + 1 + 2·pv_steps``."""
+def minatar_procedure_length(dataset: Dataset, branch_order: str = "visits") -> int:
+    """The most procedure tokens of a record: ``3·branches + 1 + 2·pv_steps`` ranked (``branch_order="visits"``),
+    ``2·actions + 1 + 2·pv_steps`` in action order (`MCTSRecord.in_action_order`)."""
+    per_branch = {"visits": 3, "action": 2}
+    if branch_order not in per_branch:
+        raise ValueError(f"branch_order must be one of {tuple(per_branch)}, got {branch_order!r}")
+    if branch_order == "action":
+        branches = dataset.features["action"].num_classes
+        return 2 * branches + 1 + 2 * max(len(p) for p in dataset["pv_actions"])
     return max(3 * len(b) + 1 + 2 * len(p) for b, p in zip(dataset["branch_actions"], dataset["pv_actions"]))
 
 
 def build_minatar_examples(dataset: Dataset, tokenizer, config, num_proc: int | None = None) -> Dataset:
     """Tokenized training examples (``input_ids``, ``labels``) for ``config``'s objective: ``<s> state <proc> MCTS
-    tokens <act> a </s>`` (pc, aux_bc) or ``<s> state <act> a </s>`` (bc); see `pc_transformers.data.collator`."""
+    tokens <act> a </s>`` (pc, aux_bc; the branches in ``config.branch_order``) or ``<s> state <act> a </s>`` (bc);
+    see `pc_transformers.data.collator`."""
     channels = dataset.features["obs"].shape[-1]
     if channels != config.num_channels:
         raise ValueError(f"the dataset's observations have {channels} channels but the model is configured for "
@@ -436,7 +444,10 @@ def build_minatar_examples(dataset: Dataset, tokenizer, config, num_proc: int | 
             if config.objective == "bc":
                 ids.append(tokenizer.encode_minatar_example(row["obs"], action=int(row["action"])))
             else:
-                ids.append(tokenizer.encode_minatar_example(row["obs"], mcts_record_from_row(row)))
+                record = mcts_record_from_row(row)
+                if config.branch_order == "action":
+                    record = record.in_action_order(config.num_actions)
+                ids.append(tokenizer.encode_minatar_example(row["obs"], record))
         return {"input_ids": ids, "labels": [list(i) for i in ids]}
 
     return dataset.with_format("numpy").map(

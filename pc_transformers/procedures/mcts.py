@@ -69,6 +69,17 @@ Serialization (the tokens between ``<proc>`` and ``<act>``): ``a<i> n<v> q<q>`` 
 reads: "left" got 70-79% of the visits and the best value, "noop" 20-29% and a middling value, "right" under 10%
 and the worst value; the plan is left, left (a brick: reward 1), noop. The action that follows is ``<act> a1``.
 
+**Action order** (``ranked=False``, `MCTSRecord.in_action_order`, used by a model with
+``PCConfig.branch_order="action"``): the same decision with one branch per action of the game, in action order, and
+serialized without the action words, which are then implied. The example above becomes::
+
+    n2 q4 n7 q9 n0 q0 <path> a1 r0 a1 r1 a0 r0
+
+Ranked, the first procedure token is already the action, so a model that decodes it greedily has chosen before it
+generates any of the search; in action order the model first writes every action's visit and value buckets, and
+then the plan, whose first step (one of the most-visited actions) is the action. The data stays ranked, as the expert
+emits it; examples are converted when they are tokenized, which needs ``top_k`` at least the number of actions.
+
 Rewards. MinAtar's Asterix, Breakout, Freeway and Space Invaders give 0 or 1 per step (read in minatar 1.0.15's
 sources), so `MCTS_WORDS` holds ``r0`` and ``r1``. Seaquest gives more when the submarine surfaces with 6 divers
 (``oxygen * 10 // 200``, up to 10, plus any kill in the same step): its records hold those rewards exactly and the
@@ -104,6 +115,7 @@ __all__ = [
     "MCTSExpert",
     "MCTSRecord",
     "greedy_one_step_action",
+    "is_single_move",
     "mcts_words",
     "random_action",
 ]
@@ -224,12 +236,16 @@ class MCTSRecord(ProcedureRecord):
     """One MCTS decision: the root's ``k`` best branches, the principal variation, the action (module docstring).
 
     Args:
-        branch_actions: ``(k,)`` int8, distinct root actions in ``[0, 6)``, best first.
-        branch_visits: ``(k,)`` int8, visit-share buckets 0-9, non-increasing.
+        branch_actions: ``(k,)`` int8, distinct root actions in ``[0, 6)``, best first (``ranked``), else
+            ``0 … k-1``.
+        branch_visits: ``(k,)`` int8, visit-share buckets 0-9, non-increasing when ``ranked``.
         branch_values: ``(k,)`` int8, normalized value buckets 0-9.
         pv_actions: ``(d,)`` int8, the principal variation's actions.
         pv_rewards: ``(d,)`` int8, the rewards the snapshots returned along it, in ``[0, 127]``.
-        action: the action, equal to ``branch_actions[0]`` and ``pv_actions[0]``.
+        action: the action, equal to ``pv_actions[0]``; ranked: also ``branch_actions[0]``; in action order: one of
+            the actions with the largest visit bucket.
+        ranked: True (the default): branches best first, as the expert ranks them. False: every action's branch in
+            action order (`in_action_order`; serialized without the action words, module docstring).
     """
 
     format: ClassVar[str] = "mcts"
@@ -239,6 +255,7 @@ class MCTSRecord(ProcedureRecord):
     pv_actions: np.ndarray
     pv_rewards: np.ndarray
     action: int
+    ranked: bool = True
 
     __eq__ = exact_fields_eq
     __hash__ = None
@@ -254,17 +271,29 @@ class MCTSRecord(ProcedureRecord):
             if array.shape != (k,):
                 raise ValueError(f"{name} must have shape ({k},) like branch_actions, got {array.shape}")
             object.__setattr__(self, name, array)
-        if np.any(np.diff(self.branch_visits.astype(np.int16)) > 0):
+        if not isinstance(self.ranked, (bool, np.bool_)):
+            raise TypeError(f"ranked must be a bool, got {self.ranked!r}")
+        object.__setattr__(self, "ranked", bool(self.ranked))
+        if self.ranked and np.any(np.diff(self.branch_visits.astype(np.int16)) > 0):
             raise ValueError(f"branch_visits must be non-increasing (best branch first), got {self.branch_visits.tolist()}")
+        if not self.ranked and branch_actions.tolist() != list(range(k)):
+            raise ValueError(f"a record in action order holds the actions 0 … {k - 1} in order, got "
+                             f"branch_actions {branch_actions.tolist()}")
         pv_actions = _vector(self.pv_actions, "pv_actions", 0, NUM_ACTIONS - 1)
         pv_rewards = _vector(self.pv_rewards, "pv_rewards", 0, MAX_REWARD)
         if pv_rewards.shape != pv_actions.shape:
             raise ValueError(f"pv_rewards must have shape {pv_actions.shape} like pv_actions, got {pv_rewards.shape}")
         action = _as_action(self.action, NUM_ACTIONS)
-        if action != branch_actions[0] or action != pv_actions[0]:
+        if self.ranked and (action != branch_actions[0] or action != pv_actions[0]):
             raise ValueError(
                 f"action must equal branch_actions[0] and pv_actions[0], got {action}, {branch_actions[0]} and "
                 f"{pv_actions[0]}"
+            )
+        if not self.ranked and (action >= k or self.branch_visits[action] != self.branch_visits.max()
+                                or action != pv_actions[0]):
+            raise ValueError(
+                f"in action order, the action must be one of the most visited branches {self.branch_visits.tolist()} "
+                f"and equal pv_actions[0], got {action} and {pv_actions[0]}"
             )
         object.__setattr__(self, "branch_actions", branch_actions)
         object.__setattr__(self, "pv_actions", pv_actions)
@@ -274,6 +303,12 @@ class MCTSRecord(ProcedureRecord):
     @property
     def num_branches(self) -> int:
         return self.branch_actions.shape[0]
+
+    @property
+    def single_move(self) -> bool:
+        """True when the search found every action to be the same move (`is_single_move`): the choice was
+        arbitrary."""
+        return is_single_move(self.branch_visits)
 
     @property
     def pv_length(self) -> int:
@@ -294,11 +329,34 @@ class MCTSRecord(ProcedureRecord):
             "pv_length": self.pv_length,
         }
 
+    def in_action_order(self, num_actions: int) -> MCTSRecord:
+        """The same decision with every action's branch in action order (``ranked=False``): the serialization in which
+        the action comes after the statistics of every action, rather than first.
+
+        ValueError unless this record holds a branch for each of the game's ``num_actions`` actions (expert data made
+        with ``top_k`` at least the number of actions)."""
+        if not self.ranked:
+            if self.num_branches != num_actions:
+                raise ValueError(f"this record in action order has {self.num_branches} branches, not {num_actions}")
+            return self
+        if sorted(self.branch_actions.tolist()) != list(range(num_actions)):
+            raise ValueError(
+                f"action order needs a branch for each of the game's {num_actions} actions, but this record has "
+                f"branches {sorted(self.branch_actions.tolist())} (make the expert data with top_k >= {num_actions})"
+            )
+        order = np.argsort(self.branch_actions)
+        return MCTSRecord(
+            branch_actions=self.branch_actions[order], branch_visits=self.branch_visits[order],
+            branch_values=self.branch_values[order], pv_actions=self.pv_actions, pv_rewards=self.pv_rewards,
+            action=self.action, ranked=False,
+        )
+
     def to_tokens(self) -> list[str]:
-        """``a<i> n<v> q<q>`` per branch, ``<path>``, ``a<i> r<r>`` per PV step (the tokens between <proc> and <act>)."""
+        """Ranked: ``a<i> n<v> q<q>`` per branch; in action order: ``n<v> q<q>`` per action. Then ``<path>`` and
+        ``a<i> r<r>`` per PV step (the tokens between <proc> and <act>)."""
         tokens = []
         for a, n, q in zip(self.branch_actions.tolist(), self.branch_visits.tolist(), self.branch_values.tolist()):
-            tokens += [f"a{a}", f"n{n}", f"q{q}"]
+            tokens += [f"a{a}", f"n{n}", f"q{q}"] if self.ranked else [f"n{n}", f"q{q}"]
         tokens.append(PATH_TOKEN)
         for a, r in zip(self.pv_actions.tolist(), self.pv_rewards.tolist()):
             tokens += [f"a{a}", f"r{r}"]
@@ -318,6 +376,13 @@ class MCTSRecord(ProcedureRecord):
             raise ValueError(f"an mcts procedure holds exactly one {PATH_TOKEN}, got {tokens.count(PATH_TOKEN)}")
         cut = tokens.index(PATH_TOKEN)
         branches, pv = tokens[:cut], tokens[cut + 1 :]
+        ranked = not (branches and isinstance(branches[0], str) and branches[0].startswith("n"))
+        if not ranked:  # action order: n q per action, the actions implied
+            if len(branches) % 2:
+                raise ValueError(f"branches in action order come as 'n<v> q<q>' pairs, got {len(branches)} tokens "
+                                 f"before {PATH_TOKEN}")
+            branches = [word for i in range(0, len(branches), 2)
+                        for word in (f"a{i // 2}", branches[i], branches[i + 1])]
         if not branches or len(branches) % 3:
             raise ValueError(
                 f"branches come as 'a<i> n<v> q<q>' triples (at least one), got {len(branches)} tokens before "
@@ -343,6 +408,7 @@ class MCTSRecord(ProcedureRecord):
             pv_actions=pv_actions,
             pv_rewards=pv_rewards,
             action=int(pv_actions[0]) if action is None else action,
+            ranked=ranked,
         )
 
 
@@ -443,6 +509,16 @@ def _reward_int(reward, where: str) -> int:
             f"MCTSRecord holds integer rewards in [0, {MAX_REWARD}]; the game returned {reward!r} at {where}"
         )
     return int(value)
+
+
+def is_single_move(branch_visits) -> bool:
+    """Whether a record's visit buckets say that every action was the same move: two branches or more, each holding
+    all of the root's visits (bucket 9). That happens only when the expert merged them (``merge_equivalent``; distinct
+    moves share the visits, so at most one can hold 90% of them), e.g. every action while Freeway's move timer runs.
+    The expert's action is then arbitrary (the game's previous action), and a clone cannot tell it from the
+    observation."""
+    visits = np.asarray(branch_visits)
+    return visits.shape[0] > 1 and bool((visits == NUM_BUCKETS - 1).all())
 
 
 def _bucket(fraction: float) -> int:

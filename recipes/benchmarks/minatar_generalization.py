@@ -49,7 +49,7 @@ from pc_transformers.data import (
     save_minatar_dataset,
 )
 from pc_transformers.data.minatar_dataset import minatar_config_from_card
-from pc_transformers.envs.minatar import MINATAR_GAMES, episode_seeds
+from pc_transformers.envs.minatar import MINATAR_GAMES, episode_seeds, minatar_game_info
 from pc_transformers.evaluation import json_safe
 from pc_transformers.evaluation_minatar import (
     GreedyActor,
@@ -58,6 +58,7 @@ from pc_transformers.evaluation_minatar import (
     evaluate_minatar_policy,
 )
 from pc_transformers.policy import PCPolicy
+from pc_transformers.procedures.mcts import MCTSConfig
 from pc_transformers.recipes import load_recipe
 
 METHODS = ("pc", "bc", "mcts", "random", "greedy")
@@ -69,6 +70,8 @@ def data_for(out: Path, game: str, args) -> tuple[MinAtarDataConfig, Path]:
     given = {"num_simulations": args.simulations, "max_depth": args.max_depth, "rollout_depth": args.rollout_depth,
              "rollout_hold": args.rollout_hold}
     mcts = {k: v for k, v in given.items() if v is not None}  # the rest: MCTSConfig's defaults
+    if args.branch_order == "action":  # every action's branch is recorded (Asterix has 5 actions, top_k 3)
+        mcts["top_k"] = max(MCTSConfig().top_k, minatar_game_info(game).num_actions)
     mcts.update(args.game_mcts.get(game, {}))
     config = MinAtarDataConfig(game=game, setting="train", episodes=args.episodes,
                                max_episode_steps=args.max_episode_steps, mcts=mcts, num_workers=args.num_workers)
@@ -89,9 +92,10 @@ def train(recipe, objective: str, data_config, data_dir: Path, args, run_dir: Pa
     config = recipe.TrainConfig(
         output_dir=str(run_dir), seed=args.seed, domain="minatar", dataset=str(data_dir), minatar=data_config,
         model={"objective": objective, "hidden_size": args.hidden_size, "num_hidden_layers": args.layers,
-               "num_attention_heads": args.heads, "intermediate_size": 4 * args.hidden_size},
+               "num_attention_heads": args.heads, "intermediate_size": 4 * args.hidden_size,
+               **({"branch_order": args.branch_order} if objective == "pc" else {})},
         train=recipe.OptimArgs(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                               warmup_steps=min(50, args.steps // 10)),
+                               lr_scheduler=args.lr_scheduler, warmup_steps=min(50, args.steps // 10)),
         eval=recipe.EvalArgs(every=args.eval_every, episodes=args.val_episodes, final_episodes=args.eval_episodes,
                              max_steps=args.eval_max_steps, keep_best=args.eval_every > 0),
         log_every=max(1, min(10, args.steps)), save_every=0, save_total_limit=1, report_to="none",
@@ -133,8 +137,6 @@ def run_game(recipe, game: str, args, out: Path) -> dict:
 
 def parse_game_mcts(parser, items) -> dict:
     """``["freeway:rollout_hold=0.95", ...]`` as ``{"freeway": {"rollout_hold": 0.95}}``; parser errors name the item."""
-    from pc_transformers.procedures.mcts import MCTSConfig
-
     fields = set(MCTSConfig.__dataclass_fields__)
     found = {}
     for item in items:
@@ -277,9 +279,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--game-mcts", nargs="+", default=[], metavar="GAME:FIELD=VALUE",
                         help="an MCTSConfig field for one game only, e.g. freeway:rollout_hold=0.95")
     parser.add_argument("--num-workers", type=int, default=2, help="processes for the expert (data and baseline)")
+    parser.add_argument("--branch-order", default="visits", choices=["visits", "action"],
+                        help="PC's serialization of the root branches (PCConfig.branch_order); 'action' records "
+                             "every action's branch in the data (top_k raised to the game's action count)")
     parser.add_argument("--steps", type=int, default=600, help="optimizer steps of PC and of BC")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--lr-scheduler", default="constant_with_warmup",
+                        help="a transformers scheduler name (warm-up: a tenth of the steps, at most 50)")
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--heads", type=int, default=4)

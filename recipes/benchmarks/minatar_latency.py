@@ -1,0 +1,84 @@
+"""Decision latency of trained MinAtar policies against the MCTS expert, one environment at a time, in one process.
+
+    python recipes/benchmarks/minatar_latency.py outputs/benchmarks/minatar --games breakout freeway asterix \
+        --episodes 2 --max-steps 50 --repeats 2 --json latency.json
+
+Reads what ``minatar_generalization.py --out DIR`` left in ``DIR/GAME`` (or ``DIR`` itself for a combined run's game
+directories): the PC and BC policies ``runs/GAME_{pc,bc}/final`` and the expert's settings from the data card
+``data/GAME``. For each game it plays the same evaluation seeds (eval setting) with PC, BC and the MCTS expert,
+one environment and one decision at a time (batch 1), and reports milliseconds per decision; the three alternate
+``--repeats`` times so that a change of the machine's load touches all of them. The ratio PC / MCTS is the figure
+to quote: this machine is shared and its absolute speed varies from day to day.
+
+The generalization benchmark measures latency too, but inside runs that may share the cores with other games'
+runs; this script is meant for an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+from pathlib import Path
+
+import torch
+
+from pc_transformers.data.minatar_dataset import minatar_config_from_card
+from pc_transformers.envs.minatar import MINATAR_GAMES, episode_seeds
+from pc_transformers.evaluation_minatar import MCTSActor, evaluate_minatar_policy
+from pc_transformers.policy import PCPolicy
+
+
+def game_dir(root: Path, game: str) -> Path:
+    """``root/game`` when the game's run has its own directory there, else ``root``."""
+    return root / game if (root / game / "runs").is_dir() else root
+
+
+def measure(root: Path, game: str, seeds, max_steps: int, repeats: int) -> dict:
+    base = game_dir(root, game)
+    players = {method: PCPolicy.from_pretrained(base / "runs" / f"{game}_{method}" / "final") for method in ("pc", "bc")}
+    mcts = minatar_config_from_card(base / "data" / game).mcts_config
+    players["mcts"] = MCTSActor(mcts)
+    times = {method: [] for method in players}
+    passes = {}
+    for _ in range(repeats):
+        for method, player in players.items():
+            kwargs = {"batch_size": 1} if method != "mcts" else {}
+            report = evaluate_minatar_policy(player, game, "eval", seeds, max_steps=max_steps, **kwargs)
+            times[method].append(report["ms_per_decision"])
+            passes[method] = report["mean_forward_passes"]
+    ms = {method: statistics.median(values) for method, values in times.items()}
+    print(f"{game}: ms per decision (median of {repeats}) PC {ms['pc']:.1f}, BC {ms['bc']:.1f}, MCTS {ms['mcts']:.1f} "
+          f"({mcts.num_simulations} simulations); PC / MCTS = {ms['pc'] / ms['mcts']:.2f}", flush=True)
+    return {"game": game, "ms_per_decision": ms, "all_ms_per_decision": times, "forward_passes_per_decision": passes,
+            "mcts_simulations": mcts.num_simulations, "pc_over_mcts": ms["pc"] / ms["mcts"],
+            "branch_order": players["pc"].model.config.branch_order}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", help="the --out directory of minatar_generalization.py")
+    parser.add_argument("--games", nargs="+", default=["breakout", "freeway", "asterix"], choices=MINATAR_GAMES)
+    parser.add_argument("--episodes", type=int, default=2, help="evaluation seeds played by each player")
+    parser.add_argument("--max-steps", type=int, default=50, help="decisions per episode at most")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of the three players, alternating")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+    for name in ("episodes", "max_steps", "repeats", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    torch.set_num_threads(args.threads)
+    seeds = episode_seeds("eval", args.episodes)
+    results = {"hardware": f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} torch threads, "
+                           f"torch {torch.__version__}", "args": vars(args),
+               "games": [measure(Path(args.runs), game, seeds, args.max_steps, args.repeats) for game in args.games]}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
