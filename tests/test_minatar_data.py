@@ -223,6 +223,8 @@ def test_card_says_how_the_data_was_made(dataset, tmp_path):
     assert made["game"] == "breakout" and made["episodes"] == 3 and "num_workers" not in made
     returns = [r for r, s in zip(dataset["episode_return"], dataset["step"]) if s == 0]
     assert f"| 3 | {len(dataset)} | {np.mean(returns):.2f} |" in text  # episodes, decisions, expert mean return
+    single = sum(len(v) > 1 and set(v) == {9} for v in dataset["branch_visits"])
+    assert f"| {single} ({100 * single / len(dataset):.1f}%) |" in text
     for phrase in ("MinAtar/Breakout-v1", "sticky-action probability 0.0, difficulty ramping off",
                    "6 simulations per decision", "decision_seed(0, seed, step)", "capped at 10 steps"):
         assert phrase in text, phrase

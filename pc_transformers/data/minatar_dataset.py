@@ -61,7 +61,7 @@ from ..envs.minatar import (
     minatar_game_info,
 )
 from ..evaluation_minatar import decision_seed, t_interval
-from ..procedures.mcts import MCTSConfig, MCTSExpert, MCTSRecord
+from ..procedures.mcts import MCTSConfig, MCTSExpert, MCTSRecord, is_single_move
 from .maze_dataset import PAPER_BIBTEX
 
 __all__ = [
@@ -350,8 +350,9 @@ def minatar_dataset_card(dataset: DatasetDict, config: MinAtarDataConfig) -> Dat
     )
     mcts = description["mcts"]
     ramping = "on" if setting["difficulty_ramping"] else "off"
+    single = sum(is_single_move(visits) for visits in train["branch_visits"])
     counts = (f"| {len(per_episode)} | {len(train)} | {stats['mean']:.2f} | {ci} | {per_episode['length'].mean():.1f} "
-              f"| {int(per_episode['truncated'].sum())} |")
+              f"| {int(per_episode['truncated'].sum())} | {single} ({100 * single / max(len(train), 1):.1f}%) |")
     content = f"""---
 {data.to_yaml()}
 ---
@@ -387,11 +388,13 @@ search tree (its procedure, format `mcts`), its action, and the reward that foll
 
 ## Contents
 
-| episodes | decisions (rows) | expert mean return | 95% CI (Student t) | mean episode length | truncated episodes |
-|---|---|---|---|---|---|
+| episodes | decisions (rows) | expert mean return | 95% CI (Student t) | mean episode length | truncated episodes | single-move decisions |
+|---|---|---|---|---|---|---|
 {counts}
 
-Returns are undiscounted, capped by the episode length limit.
+Returns are undiscounted, capped by the episode length limit. In a single-move decision the search found every
+action to be the same move (`MCTSRecord.single_move`: each branch holds all of the root's visits), e.g. while
+Freeway's hidden move timer runs; the recorded action is then the game's previous one.
 
 Columns: `game`, `episode` (index), `step`, `seed` (the episode's reset seed), `obs` (bool,
 10×10×{info.num_channels}), the search summary `branch_actions`, `branch_visits`, `branch_values` (the root's best
