@@ -314,6 +314,11 @@ class MinAtarPolicy(PCPolicy):
         the next one; once every row has its action, the forced rest (``a_k </s>``, padding) is appended and no pass
         runs at all. Each pass is the model's own forward with the cache; nothing else of `generate` (logits processors,
         stopping criteria, input preparation) runs per token, which at batch 1 was about a third of a decision's time.
+
+        Args:
+            prompts: ``(B, L)`` prompts of one length (``<s> state <proc>`` or ``… <act>``).
+            grammar: a ``prefix_allowed_tokens_fn(batch_id, ids) -> allowed ids`` with a ``max_new_tokens``
+                attribute, as `act` builds it for the model's objective and ``branch_order``.
         """
         model, eos = self.model, self.model.config.eos_token_id
         start = prompts.shape[1]
