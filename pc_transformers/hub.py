@@ -208,11 +208,12 @@ def model_card(checkpoint_dir, repo_id: str, eval_results: dict | None = None, t
 
 def _mcts_grammar(branch_order: str | None) -> dict:
     """The MinAtar card's sequence grammar for the config's ``branch_order`` (`PCConfig`)."""
+    path = "<path> (a<i> r<reward>)×d <act> a_k </s>`"
     if branch_order == "action":
-        return {"mcts_grammar": "`<s> c_1 … c_100 <proc> (n<visits> q<value>)×K <path> (a<i> r<reward>)×d <act> a_k </s>`",
-                "mcts_branches": "every action's visit-share and value deciles in action order, a0 first (the action is "
-                                 "then the principal variation's first step, one of the most-visited actions)"}
-    return {"mcts_grammar": "`<s> c_1 … c_100 <proc> (a<i> n<visits> q<value>)×k <path> (a<i> r<reward>)×d <act> a_k </s>`",
+        return {"mcts_grammar": f"`<s> c_1 … c_100 <proc> (n<visits> q<value>)×K {path}",
+                "mcts_branches": "every action's visit-share and value deciles in action order, a0 first (the action "
+                                 "is then the principal variation's first step, one of the most-visited actions)"}
+    return {"mcts_grammar": f"`<s> c_1 … c_100 <proc> (a<i> n<visits> q<value>)×k {path}",
             "mcts_branches": "the most-visited root branches, best first, with visit-share and value deciles"}
 
 

@@ -233,7 +233,8 @@ def test_state_cells_beyond_the_channel_count_raise(tok, state_edit, message):
     ("n2 q4 n7 <path> a1 r0", r"in action order starts with one 'n<v> q<q>' pair per action .* got 3 tokens"),
     ("n2 q4 n7 q9 n0 q0 n0 q0 n0 q0 n0 q0 n0 q0 <path> a1 r0", r"at most 6\) before <path>, got 14 tokens"),
     ("n2 q4 n7 r0 n0 q0 <path> a1 r0", r"root branch 1 is 'a1' 'n7' 'r0'"),
-    ("n2 q4 n7 q9 n0 q0 <path> a0 r0", r"one of the most visited branches \[2, 7, 0\] and equal pv_actions\[0\], got 1 and 0"),
+    ("n2 q4 n7 q9 n0 q0 <path> a0 r0",
+     r"one of the most visited branches \[2, 7, 0\] and equal pv_actions\[0\], got 1 and 0"),
 ])
 def test_malformed_procedures_raise(tok, procedure, message):
     sequence = ["<s>", *["c0"] * 100, "<proc>", *procedure.split(), "<act>", "a1", "</s>"]

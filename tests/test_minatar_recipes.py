@@ -186,7 +186,8 @@ def test_train_minatar_bc_keep_best_and_generated_data(recipe, tmp_path):
     curve = [(e["mean_return"], -e["step"]) for e in results["evaluations"]]
     assert results["training"]["selected_step"] == -max(curve)[1]
     assert same_weights(weights(tmp_path / "final"), weights(tmp_path / "checkpoints" / "best"))
-    assert results["objective"] == "bc" and results["mean_forward_passes"] == 1  # the pass on <act> gives a; </s> is forced
+    # One pass, on <act>, gives the action; </s> is forced.
+    assert results["objective"] == "bc" and results["mean_forward_passes"] == 1
     assert json.loads((tmp_path / "final" / "config.json").read_text())["objective"] == "bc"
 
 

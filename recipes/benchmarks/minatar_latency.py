@@ -38,7 +38,8 @@ def game_dir(root: Path, game: str) -> Path:
 
 def measure(root: Path, game: str, seeds, max_steps: int, repeats: int) -> dict:
     base = game_dir(root, game)
-    players = {method: PCPolicy.from_pretrained(base / "runs" / f"{game}_{method}" / "final") for method in ("pc", "bc")}
+    players = {method: PCPolicy.from_pretrained(base / "runs" / f"{game}_{method}" / "final")
+               for method in ("pc", "bc")}
     mcts = minatar_config_from_card(base / "data" / game).mcts_config
     players["mcts"] = MCTSActor(mcts)
     times = {method: [] for method in players}
