@@ -317,8 +317,9 @@ class MinAtarPolicy(PCPolicy):
 
         Args:
             prompts: ``(B, L)`` prompts of one length (``<s> state <proc>`` or ``… <act>``).
-            grammar: a ``prefix_allowed_tokens_fn(batch_id, ids) -> allowed ids`` with a ``max_new_tokens``
-                attribute, as `act` builds it for the model's objective and ``branch_order``.
+            grammar: a ``prefix_allowed_tokens_fn(batch_id, ids) -> allowed ids`` that also takes ``ids`` as a list,
+                with a ``max_new_tokens`` attribute, as `act` builds it for the model's objective and
+                ``branch_order``.
         """
         model, eos = self.model, self.model.config.eos_token_id
         start = prompts.shape[1]
@@ -329,7 +330,7 @@ class MinAtarPolicy(PCPolicy):
         for _ in range(grammar.max_new_tokens):
             if all(eos in row[start:] for row in rows):
                 break
-            allowed = [grammar(j, torch.tensor(row)) for j, row in enumerate(rows)]
+            allowed = [grammar(j, row) for j, row in enumerate(rows)]
             if all(len(a) == 1 for a in allowed):
                 chosen = [a[0] for a in allowed]
             else:
@@ -379,8 +380,9 @@ class _MCTSGrammar:
         shortest = (2 * len(self.actions) if self.in_action_order else 3) + 3
         self.max_new_tokens = max(max_procedure_steps, shortest) + 3  # the procedure, <act> a </s>
 
-    def __call__(self, batch_id: int, input_ids: torch.Tensor) -> list[int]:
-        seq = input_ids[self.prompt_length - 1 :].tolist()  # the prompt's last token (<proc> or <act>), then new ones
+    def __call__(self, batch_id: int, input_ids: torch.Tensor | list[int]) -> list[int]:
+        seq = input_ids[self.prompt_length - 1 :]  # the prompt's last token (<proc> or <act>), then new ones
+        seq = seq.tolist() if isinstance(seq, torch.Tensor) else list(seq)
         if self.eos in seq:
             return [self.pad]  # finished: generate pads it anyway
         procedure = seq[1:]
