@@ -38,7 +38,9 @@ The run:
 5. every ``save_every`` steps writes ``{output_dir}/checkpoints/step_XXXXXX/`` atomically (written under a temporary
    name, then renamed): ``policy/`` (``save_pretrained``: safetensors, tokenizer, config), ``state/``
    (``accelerator.save_state``: optimizer, scheduler, RNG states), ``train_config.yaml`` (the resolved config) and
-   ``trainer_state.json``; ``checkpoints/last`` names the newest complete one;
+   ``trainer_state.json``; ``checkpoints/last`` names the newest complete one. With ``train.ema_decay``, an
+   exponential moving average of the weights is kept (`torch.optim.swa_utils.AveragedModel`); it is what is
+   validated and what ``policy/``, ``best/`` and ``final/`` hold, and ``--resume`` reads it back from ``policy/``;
 6. with ``eval.keep_best``, keeps the weights of the best validation evaluation in ``checkpoints/best/`` (written
    atomically too) and ends with them, as ``load_best_model_at_end`` does in transformers' Trainer;
 7. at the end evaluates on unseen *test* mazes or evaluation episodes (seeds from 1,000,000) and saves
@@ -63,6 +65,7 @@ import yaml
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import broadcast_object_list, set_seed
 from safetensors.torch import load_file
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -106,6 +109,9 @@ class OptimArgs:
     warmup_steps: scheduler warm-up steps.
     max_grad_norm: gradient clipping norm (0: no clipping).
     mixed_precision: no, bf16 or fp16 (Accelerate autocast).
+    ema_decay: keep an exponential moving average of the weights (`torch.optim.swa_utils.AveragedModel`), updated
+        after every optimizer step with this decay (e.g. 0.99; 0: none). Validation, keep_best, the checkpoints'
+        ``policy/`` and ``final/`` then hold the averaged weights; training goes on with the raw ones.
     """
 
     max_steps: int = 2000
@@ -117,6 +123,7 @@ class OptimArgs:
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
     mixed_precision: str = "no"
+    ema_decay: float = 0.0
 
 
 @dataclasses.dataclass
@@ -200,6 +207,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be non-negative, got {getattr(section, name)}")
         if self.report_to not in ("tensorboard", "none"):
             raise ValueError(f"report_to must be 'tensorboard' or 'none', got {self.report_to!r}")
+        if not 0.0 <= self.train.ema_decay < 1.0:
+            raise ValueError(f"train.ema_decay must be in [0, 1) (0: no moving average), got {self.train.ema_decay}")
         if self.train.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"train.mixed_precision must be no, bf16 or fp16, got {self.train.mixed_precision!r}")
         if self.domain not in METRICS:
@@ -403,7 +412,9 @@ def rollouts(accelerator, model, tokenizer, config: TrainConfig, final: bool = F
 
 
 def save_checkpoint(accelerator, model, tokenizer, config: TrainConfig, state: dict) -> Path:
-    """Write ``checkpoints/step_XXXXXX`` under a temporary name, rename it, then point ``checkpoints/last`` at it."""
+    """Write ``checkpoints/step_XXXXXX`` under a temporary name, rename it, then point ``checkpoints/last`` at it.
+    ``policy/`` holds ``model`` (the evaluated weights: the moving average with ``train.ema_decay``); ``state/`` the
+    training state, the raw weights included."""
     root = Path(config.output_dir) / "checkpoints"
     name = f"step_{state['step']:06d}"
     final, tmp = root / name, root / f".tmp-{name}"
@@ -484,11 +495,18 @@ class Training:
     scheduler: object
     examples: list
     micro_batch: int  # examples per micro-step (all processes): batch_size // gradient_accumulation_steps
+    ema: AveragedModel | None = None  # train.ema_decay > 0: the moving average of the weights (ema.module)
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """The weights that are validated, kept and saved: the moving average if there is one, else the model."""
+        return self.model if self.ema is None else self.ema.module
 
 
 def build_training(config: TrainConfig, **accelerator_kwargs) -> Training:
     """The Accelerator (``config.train``'s mixed precision and gradient accumulation, plus ``accelerator_kwargs``),
-    the seeded model, AdamW, the learning-rate schedule and the tokenized examples; `main` trains with them and
+    the seeded model, AdamW, the learning-rate schedule, the weights' moving average (``train.ema_decay``) and the
+    tokenized examples; `main` trains with them and
     ``recipes/benchmarks/training_throughput.py`` times them."""
     args = config.train
     accelerator = Accelerator(
@@ -512,9 +530,11 @@ def build_training(config: TrainConfig, **accelerator_kwargs) -> Training:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps,
                               num_training_steps=args.max_steps)
+    ema = None if args.ema_decay == 0 else AveragedModel(model, device=accelerator.device,
+                                                         multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     return Training(accelerator, dataset, tokenizer, model_config, model, optimizer, scheduler, examples,
-                    args.batch_size // args.gradient_accumulation_steps)
+                    args.batch_size // args.gradient_accumulation_steps, ema)
 
 
 def main(config: TrainConfig, resume: bool = False) -> dict:
@@ -527,11 +547,15 @@ def main(config: TrainConfig, resume: bool = False) -> dict:
     )
     accelerator, dataset, tokenizer, model = run.accelerator, run.dataset, run.tokenizer, run.model
     optimizer, scheduler, examples, micro_batch = run.optimizer, run.scheduler, run.examples, run.micro_batch
+    evaluated = run.evaluated  # the moving average of the weights (train.ema_decay), or the model itself
 
     state = {"step": 0, "train_seconds": 0.0, "examples": 0, "tokens": 0, "evaluations": []}
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint / "state"))
         state = json.loads((checkpoint / "trainer_state.json").read_text())
+        if run.ema is not None:  # the checkpoint's policy/ holds the moving average (safetensors)
+            run.ema.module.load_state_dict(load_file(checkpoint / "policy" / "model.safetensors"))
+            run.ema.n_averaged.fill_(state["ema_updates"])
         accelerator.print(f"resuming from {checkpoint} (step {state['step']})")
     micro_steps = args.max_steps * args.gradient_accumulation_steps
     sampler = StepBatchSampler(len(examples), micro_batch, micro_steps, config.seed,
@@ -566,6 +590,9 @@ def main(config: TrainConfig, resume: bool = False) -> dict:
             continue
         state["step"] += 1
         step = state["step"]
+        if run.ema is not None:
+            run.ema.update_parameters(accelerator.unwrap_model(model))
+            state["ema_updates"] = int(run.ema.n_averaged)
         is_log_step = step % config.log_every == 0 or step == args.max_steps
         is_eval_step = config.eval.every > 0 and step % config.eval.every == 0
         is_save_step = (config.save_every > 0 and step % config.save_every == 0) or step == args.max_steps
@@ -584,7 +611,7 @@ def main(config: TrainConfig, resume: bool = False) -> dict:
             state["tokens"] += window["tokens"]
             window = new_window()
         if is_eval_step:
-            metrics = rollouts(accelerator, model, tokenizer, config)
+            metrics = rollouts(accelerator, evaluated, tokenizer, config)
             if metrics:
                 names = (("success_rate", "mean_length_ratio") if config.domain == "maze"
                          else ("mean_return", "mean_length", "ms_per_decision"))
@@ -597,13 +624,13 @@ def main(config: TrainConfig, resume: bool = False) -> dict:
                               f"step {step}: validation mean return {value:.2f} ({len(metrics['returns'])} episodes)")
                 best = state.get("best")
                 if config.eval.keep_best and (best is None or value > best[config.metric]):
-                    save_best(accelerator, model, tokenizer, config, state, value)
+                    save_best(accelerator, evaluated, tokenizer, config, state, value)
         if is_save_step:
-            save_checkpoint(accelerator, model, tokenizer, config, state)
+            save_checkpoint(accelerator, evaluated, tokenizer, config, state)
         if is_log_step or is_eval_step or is_save_step:
             window["start"] = time.perf_counter()  # throughput excludes evaluation and checkpoint time
     bar.close()
-    results = finish(accelerator, model, tokenizer, config, state, dataset["train"])
+    results = finish(accelerator, evaluated, tokenizer, config, state, dataset["train"])
     # Leave together: a process that tears the (gloo) group down while process 0 still writes final/ can leave the
     # other one waiting forever at exit.
     accelerator.wait_for_everyone()

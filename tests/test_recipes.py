@@ -86,6 +86,8 @@ def test_config_overrides_and_types(recipe, tmp_path):
     ("data.size=3", ValueError, "3"),
     ("report_to=wandb", ValueError, "wandb"),
     ("train.mixed_precision=fp8", ValueError, "fp8"),
+    ("train.ema_decay=1", ValueError, r"train.ema_decay must be in \[0, 1\) \(0: no moving average\), got 1.0"),
+    ("train.ema_decay=-0.5", ValueError, "got -0.5"),
     ("no_equals_sign", ValueError, "section.key=value"),
 ])
 def test_config_errors_name_the_value(recipe, override, error, match):
@@ -185,6 +187,45 @@ def test_keep_best_ends_with_the_best_validation_weights(recipe, tmp_path):
     assert saved["best"]["step"] == best_step  # kept in the resumable state
 
 
+def test_ema_decay_keeps_the_moving_average_and_resumes_to_it(recipe, tmp_path):
+    """train.ema_decay: every checkpoint's policy/ and final/ hold the moving average of the raw weights, computed
+    here from an identical run without it; training itself is unchanged, and an interrupted run resumes to the same
+    average."""
+    common = [*TINY, "train.max_steps=4", "eval.every=0", "eval.final_mazes=0", "report_to=none", "save_every=1",
+              "save_total_limit=null", "model.hidden_dropout=0.2"]
+    recipe.main(recipe.load_config(config_path("pc_maze8"), [*common, f"output_dir={tmp_path / 'raw'}"]))
+    decay = 0.6
+    config = recipe.load_config(config_path("pc_maze8"), [*common, f"output_dir={tmp_path / 'ema'}",
+                                                          f"train.ema_decay={decay}"])
+    recipe.main(config)
+    checkpoints = tmp_path / "ema" / "checkpoints"
+    raw = [weights(tmp_path / "raw" / "checkpoints" / f"step_{step:06d}" / "policy") for step in range(1, 5)]
+    expected = raw[0]  # the first update copies the weights
+    for step, current in enumerate(raw, start=1):
+        if step > 1:
+            expected = {k: decay * expected[k] + (1 - decay) * current[k] for k in current}
+        average = weights(checkpoints / f"step_{step:06d}" / "policy")
+        assert average.keys() == expected.keys()
+        assert all(torch.allclose(average[k], expected[k], atol=1e-6) for k in expected), step
+        state = json.loads((checkpoints / f"step_{step:06d}" / "trainer_state.json").read_text())
+        assert state["ema_updates"] == step
+    # The raw weights train on as without the average (state/ holds them), and differ from it.
+    trained = load_file(str(checkpoints / "step_000004" / "state" / "model.safetensors"))
+    assert same_weights({k: trained[k] for k in raw[-1]}, raw[-1])
+    assert not same_weights(weights(tmp_path / "ema" / "final"), raw[-1])
+    uninterrupted = weights(tmp_path / "ema" / "final")
+    assert same_weights(uninterrupted, weights(checkpoints / "step_000004" / "policy"))
+
+    import shutil
+
+    for name in ("step_000003", "step_000004"):
+        shutil.rmtree(checkpoints / name)
+    shutil.rmtree(tmp_path / "ema" / "final")
+    (checkpoints / "last").write_text("step_000002")
+    recipe.main(config, resume=True)
+    assert same_weights(weights(tmp_path / "ema" / "final"), uninterrupted)
+
+
 def test_gradient_accumulation_matches_the_full_batch(recipe, tmp_path):
     """batch 4 in one step == 2 micro-steps of 2 (the model's loss is not mis-scaled by accumulation)."""
     common = [*TINY, "train.max_steps=2", "eval.every=0", "eval.final_mazes=0", "report_to=none", "save_every=0"]
@@ -208,7 +249,8 @@ def test_train_cli_subprocess(tmp_path):
 
 @pytest.mark.timeout(600)
 def test_train_two_processes(tmp_path):
-    """Data parallel over 2 CPU processes (gloo) with `accelerate launch`; checkpoints written once."""
+    """Data parallel over 2 CPU processes (gloo) with `accelerate launch`; checkpoints written once; the weights'
+    moving average is kept on both processes."""
     import socket
 
     with socket.socket() as sock:  # a free port: never the default 29500 another (or a stale) job may hold
@@ -216,12 +258,16 @@ def test_train_two_processes(tmp_path):
         port = sock.getsockname()[1]
     proc = run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                 "--main_process_port", port, "--mixed_precision", "no", "--dynamo_backend", "no", TRAIN, "--config", config_path("pc_maze8"),
-                *TINY, f"output_dir={tmp_path}", "train.max_steps=4", "save_every=2", "eval.every=2"], timeout=540)
+                *TINY, f"output_dir={tmp_path}", "train.max_steps=4", "save_every=2", "eval.every=2",
+                "train.ema_decay=0.5"], timeout=540)
     assert proc.returncode == 0, proc.stderr[-6000:]
     results = json.loads((tmp_path / "final" / "results.json").read_text())
     assert results["training"]["processes"] == 2 and results["training"]["steps"] == 4
     state = tmp_path / "checkpoints" / "step_000004" / "state"
     assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in state.iterdir()}
+    assert json.loads((state.parent / "trainer_state.json").read_text())["ema_updates"] == 4
+    assert not same_weights(weights(tmp_path / "final"), {k: v for k, v in load_file(
+        str(state / "model.safetensors")).items() if k in weights(tmp_path / "final")})
 
 
 # --- Hub ---------------------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ Per game (default breakout, freeway, asterix):
    (`pc_transformers.data.minatar_dataset`), written to ``OUT/data/GAME``; reused when the card there says it was
    made with the same settings.
 2. **PC and BC** trained by ``recipes/train.py``'s ``main`` (``domain: minatar``) on that data with the same
-   backbone and budget (``--steps`` AdamW steps of ``--batch-size`` decisions, ``--lr-scheduler``); validation
+   backbone and budget (``--steps`` AdamW steps of ``--batch-size`` decisions, ``--lr-scheduler``, ``--ema-decay``
+   for a moving average of the weights); validation
    rollouts in the train setting every ``--eval-every`` steps on validation seeds. ``--branch-order action`` trains PC
    on the search branches in action order (`PCConfig.branch_order`; the data then record every action's branch).
 3. **Evaluation in the unseen eval setting** (sticky actions 0.1, difficulty ramping on) on ``--eval-episodes``
@@ -96,7 +97,8 @@ def train(recipe, objective: str, data_config, data_dir: Path, args, run_dir: Pa
                "num_attention_heads": args.heads, "intermediate_size": 4 * args.hidden_size,
                **({"branch_order": args.branch_order} if objective == "pc" else {})},
         train=recipe.OptimArgs(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                               lr_scheduler=args.lr_scheduler, warmup_steps=min(50, args.steps // 10)),
+                               lr_scheduler=args.lr_scheduler, warmup_steps=min(50, args.steps // 10),
+                               ema_decay=args.ema_decay),
         eval=recipe.EvalArgs(every=args.eval_every, episodes=args.val_episodes, final_episodes=args.eval_episodes,
                              max_steps=args.eval_max_steps, keep_best=args.eval_every > 0),
         log_every=max(1, min(10, args.steps)), save_every=0, save_total_limit=1, report_to="none",
@@ -288,6 +290,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--lr-scheduler", default="constant_with_warmup",
                         help="a transformers scheduler name (warm-up: a tenth of the steps, at most 50)")
+    parser.add_argument("--ema-decay", type=float, default=0.0,
+                        help="validate, keep and evaluate an exponential moving average of the weights with this "
+                             "decay (train.ema_decay; 0: none)")
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--heads", type=int, default=4)
