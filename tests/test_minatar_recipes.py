@@ -286,6 +286,26 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
     assert timed["pc_over_mcts"] == timed["ms_per_decision"]["pc"] / timed["ms_per_decision"]["mcts"]
     assert timed["forward_passes_per_decision"]["bc"] == 1 and timed["forward_passes_per_decision"]["mcts"] is None
 
+    # The probe reads the same directory: the expert data, the clones, and the validation seeds' diversity.
+    probe = load_recipe("benchmarks/minatar_probe").main([str(tmp_path), "--games", "breakout", "--holdout-every", "2",
+                                                          "--probe-steps", "5", "--max-decisions", "7",
+                                                          "--val-episodes", "6", "--diversity-steps", "5"])
+    (probed,) = probe["games"]
+    data = load_minatar_dataset(tmp_path / "data" / "breakout")["train"]
+    actions, episodes = np.asarray(data["action"]), np.asarray(data["episode"])
+    held = episodes % 2 == 0
+    majority = np.bincount(actions[~held]).argmax()
+    assert probed["probe"]["train_decisions"] == int((~held).sum()) and probed["probe"]["heldout_decisions"] == int(
+        held.sum())
+    assert probed["probe"]["heldout_majority_accuracy"] == pytest.approx(float((actions[held] == majority).mean()))
+    assert set(probed["clone_accuracy"]) == {"pc", "bc"} and probed["clone_decisions"] == 7
+    assert all(0 <= a <= 1 for a in probed["clone_accuracy"].values())
+    # MinAtar Breakout starts in one of two states (the ball on the left or the right); a greedy policy's validation
+    # in the training setting (no sticky actions) sees no more than two different episodes.
+    assert probed["distinct_validation_episodes"] == 2
+    with pytest.raises(SystemExit):
+        load_recipe("benchmarks/minatar_probe").main([str(tmp_path), "--probe-steps", "0"])
+
     # --combine merges per-game runs made with the same settings, and refuses runs made with others.
     benchmark = load_recipe("benchmarks/minatar_generalization")
     other = tmp_path / "other"
