@@ -198,7 +198,8 @@ class GreedyActor(RandomActor):
 
 # ------------------------------------------------------------------------------------------------ evaluation
 def evaluate_minatar_policy(policy, game: str, setting="eval", seeds=(), max_steps: int = 1000,
-                            batch_size: int | None = None, num_workers: int = 1, progress: bool = False) -> dict:
+                            batch_size: int | None = None, num_workers: int = 1, progress: bool = False,
+                            random_start_steps: int = 0) -> dict:
     """Play one episode per seed and report the returns with a 95% t-interval and the cost of a decision.
 
     Args:
@@ -213,9 +214,12 @@ def evaluate_minatar_policy(policy, game: str, setting="eval", seeds=(), max_ste
             do not depend on it when the actor reseeds itself in ``start_episode`` (the actors here do); each
             process measures its own latency, so give it no more workers than free cores.
         progress: show a progress bar over steps (batched) or episodes (actors).
+        random_start_steps: up to this many random actions before the policy takes over, drawn from each episode's
+            seed (`pc_transformers.envs.minatar.RandomStart`; 0: none). Returns, lengths and the cap count the
+            policy's steps only.
 
     Returns:
-        ``game``, ``setting`` (resolved to its sticky-action probability and ramping), ``episodes``, ``max_steps``,
+        ``game``, ``setting`` (resolved to its sticky-action probability and ramping), ``episodes``, ``max_steps``, ``random_start_steps``,
         ``mean_return``, ``return_ci95`` ``[low, high]``, ``return_ci95_half_width``, ``return_std``,
         ``ci_method``, ``returns`` (per episode, in seed order), ``seeds``, ``mean_length``,
         ``truncated_episodes``, ``decisions``, ``ms_per_decision``, ``batch_size`` (1 for actors),
@@ -237,7 +241,8 @@ def evaluate_minatar_policy(policy, game: str, setting="eval", seeds=(), max_ste
         raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
     resolved = dict(MINATAR_SETTINGS[setting]) if isinstance(setting, str) and setting in MINATAR_SETTINGS else setting
 
-    new_env = functools.partial(make_minatar_env, game, setting, max_episode_steps=max_steps)
+    new_env = functools.partial(make_minatar_env, game, setting, max_episode_steps=max_steps,
+                                random_start_steps=random_start_steps)
     if batched:
         num_actions = getattr(getattr(getattr(policy, "model", None), "config", None), "num_actions", None)
         game_actions = new_env().action_space.n
@@ -262,6 +267,7 @@ def evaluate_minatar_policy(policy, game: str, setting="eval", seeds=(), max_ste
         **{k: resolved[k] for k in ("sticky_action_prob", "difficulty_ramping")},
         "episodes": len(seeds),
         "max_steps": max_steps,
+        "random_start_steps": random_start_steps,
         "mean_return": stats["mean"],
         "return_ci95": [stats["low"], stats["high"]],
         "return_ci95_half_width": stats["half_width"],

@@ -137,6 +137,10 @@ class EvalArgs:
     episodes: validation episodes per periodic evaluation, in the data's setting (minatar).
     final_episodes: episodes of the final evaluation, in the unseen eval setting (minatar; 0: none).
     max_steps: episode cap (the paper: 100 in mazes).
+    random_starts: minatar validation only: up to N uniformly random actions, drawn from each episode's seed, before
+        the policy takes over (`pc_transformers.envs.minatar.RandomStart`), so that games whose reset has little
+        randomness (Breakout: 2 distinct starts, Space Invaders: 1) give different validation episodes; 0: none.
+        The final evaluation never uses them.
     keep_best: evaluate and save, at the end, the weights of the periodic evaluation with the best validation
         success or mean return (the earliest on ties, as transformers' Trainer) instead of the last; they are kept in
         ``checkpoints/best``.
@@ -150,6 +154,7 @@ class EvalArgs:
     episodes: int = 10
     final_episodes: int = 50
     max_steps: int = 100
+    random_starts: int = 0
     keep_best: bool = False
 
 
@@ -202,7 +207,8 @@ class TrainConfig:
             for name in names:
                 if getattr(section, name) < 1:
                     raise ValueError(f"{name} must be at least 1, got {getattr(section, name)}")
-        for section, name in ((self, "save_every"), (self, "seed"), (self.eval, "final_episodes")):
+        for section, name in ((self, "save_every"), (self, "seed"), (self.eval, "final_episodes"),
+                              (self.eval, "random_starts")):
             if getattr(section, name) < 0:
                 raise ValueError(f"{name} must be non-negative, got {getattr(section, name)}")
         if self.report_to not in ("tensorboard", "none"):
@@ -218,6 +224,9 @@ class TrainConfig:
             return
         if self.minatar is not None:
             raise ValueError("a minatar: section needs domain: minatar (this run's domain is 'maze')")
+        if self.eval.random_starts:
+            raise ValueError(f"eval.random_starts is for minatar validation (maze validation draws random starts "
+                             f"already, eval.starts per maze); got {self.eval.random_starts} with domain 'maze'")
 
         if self.data is None:
             raise ValueError("domain 'maze' needs a data: section (MazeDataConfig fields), got null")
@@ -397,7 +406,8 @@ def rollouts(accelerator, model, tokenizer, config: TrainConfig, final: bool = F
         if config.domain == "minatar":
             setting, seeds = ("eval", episode_seeds("eval", cfg.final_episodes)) if final else (
                 config.minatar.setting, episode_seeds("validation", cfg.episodes))
-            metrics = evaluate_minatar_policy(policy, config.minatar.game, setting, seeds, max_steps=cfg.max_steps)
+            metrics = evaluate_minatar_policy(policy, config.minatar.game, setting, seeds, max_steps=cfg.max_steps,
+                                              random_start_steps=0 if final else cfg.random_starts)
         else:
             seeds = maze_splits(0, cfg.final_mazes).test if final else maze_splits(
                 0, 0, num_validation=cfg.mazes).validation

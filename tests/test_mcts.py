@@ -369,6 +369,47 @@ def test_minatar_settings_and_errors(minatar_env):
     assert as_game(env)[1] == (0, 1, 3)
 
 
+def test_random_start_varies_the_start_reproducibly(minatar_env):
+    """RandomStart: a seed gives the same start and the same number of random steps, which are those of an
+    independent replay (the same generator drives the bare env); the random steps do not count toward the cap;
+    Breakout's two starts become many; bad values are refused."""
+    from pc_transformers.envs.minatar import RandomStart
+
+    seeds = episode_seeds("validation", 16)
+    plain = {minatar_env("breakout", "train").reset(seed=s)[0].tobytes() for s in seeds}
+    env = minatar_env("breakout", "train", max_episode_steps=5, random_start_steps=30)
+    starts = {}
+    for seed in seeds:
+        obs, info = env.reset(seed=seed)
+        starts[seed] = (obs.tobytes(), info["random_start_steps"])
+        assert 0 <= info["random_start_steps"] <= 30
+        again, info_again = env.reset(seed=seed)
+        assert np.array_equal(obs, again) and info_again["random_start_steps"] == info["random_start_steps"]
+        # An independent replay: the bare env, stepped with the draws of default_rng(seed).
+        bare, rng = minatar_env("breakout", "train"), np.random.default_rng(seed)
+        replay, _ = bare.reset(seed=seed)
+        for _ in range(int(rng.integers(0, 31))):
+            replay, _, terminated, truncated, _ = bare.step(int(rng.integers(3)))
+            if terminated or truncated:  # the ball was lost during the random steps: a fresh start, handed over
+                replay, _ = bare.reset()
+                break
+        assert np.array_equal(obs, replay)
+        policy_steps = 0
+        while True:
+            policy_steps += 1
+            *_, terminated, truncated, _ = env.step(1)
+            if terminated or truncated:
+                break
+        assert policy_steps == 5 or terminated  # the cap counts the policy's steps only
+    assert len(plain) == 2 and len({obs for obs, _ in starts.values()}) > 2
+    with pytest.raises(ValueError, match="random_start_steps must be a non-negative int, got -1"):
+        minatar_env("breakout", "train", random_start_steps=-1)
+    with pytest.raises(ValueError, match="max_random_steps must be a non-negative int, got 1.5"):
+        RandomStart(minatar_env("breakout"), 1.5)
+    wrapped = RandomStart(minatar_env("breakout", "train"), 3)
+    assert wrapped.observation_space.contains(wrapped.reset(seed=1)[0]) and wrapped.action_space.n == 3
+
+
 def test_episode_seeds_are_disjoint():
     train, evaluation = episode_seeds("train", 5), episode_seeds("eval", 5)
     assert train == (0, 1, 2, 3, 4) and evaluation[0] == 1_000_000 and not set(train) & set(evaluation)

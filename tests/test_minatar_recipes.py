@@ -98,6 +98,7 @@ def test_ready_made_minatar_configs(recipe):
     ("model.num_channels=3", ValueError, "model.num_channels comes from the game"),
     ("model.objective=imitation", ValueError, "imitation"),
     ("eval.final_episodes=-1", ValueError, "final_episodes must be non-negative"),
+    ("eval.random_starts=-1", ValueError, "random_starts must be non-negative, got -1"),
     ("domain=atari", ValueError, "atari"),
 ])
 def test_config_errors_name_the_value(recipe, override, error, match):
@@ -175,12 +176,23 @@ def test_train_minatar_pc_writes_results_and_resumes_to_identical_weights(recipe
     assert resumed["training"]["steps"] == 4 and resumed["returns"] == results["returns"]
 
 
-def test_train_minatar_bc_keep_best_and_generated_data(recipe, tmp_path):
-    """BC generates its own data from the minatar: section and ends with the best validation mean return."""
+def test_train_minatar_bc_keep_best_and_generated_data(recipe, tmp_path, monkeypatch):
+    """BC generates its own data from the minatar: section and ends with the best validation mean return; validation
+    plays eval.random_starts random actions first, the final evaluation none."""
     config = recipe.load_config(config_path("bc_minatar_breakout"), [
         *TINY, f"output_dir={tmp_path}", "train.max_steps=3", "save_every=0", "eval.every=1", "eval.keep_best=true",
-        "train.learning_rate=0.03"])
+        "train.learning_rate=0.03", "eval.random_starts=4"])
+    calls = []
+    evaluate = recipe.evaluate_minatar_policy
+
+    def spy(*args, **kwargs):
+        report = evaluate(*args, **kwargs)
+        calls.append((args[2], report["random_start_steps"]))
+        return report
+
+    monkeypatch.setattr(recipe, "evaluate_minatar_policy", spy)
     results = recipe.main(config)
+    assert calls == [("train", 4)] * 3 + [("eval", 0)] and results["random_start_steps"] == 0
     assert (tmp_path / "data" / "data" / "train-00000-of-00001.parquet").is_file()
     assert (tmp_path / "data" / "README.md").is_file()
     curve = [(e["mean_return"], -e["step"]) for e in results["evaluations"]]

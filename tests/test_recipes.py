@@ -88,6 +88,7 @@ def test_config_overrides_and_types(recipe, tmp_path):
     ("train.mixed_precision=fp8", ValueError, "fp8"),
     ("train.ema_decay=1", ValueError, r"train.ema_decay must be in \[0, 1\) \(0: no moving average\), got 1.0"),
     ("train.ema_decay=-0.5", ValueError, "got -0.5"),
+    ("eval.random_starts=3", ValueError, "eval.random_starts is for minatar validation .* got 3 with domain 'maze'"),
     ("no_equals_sign", ValueError, "section.key=value"),
 ])
 def test_config_errors_name_the_value(recipe, override, error, match):

@@ -8,11 +8,12 @@ import gymnasium
 from pc_transformers.envs.maze import MazeEnv, MazeSplits, format_layout, make_maze, maze_splits, parse_layout
 from pc_transformers.envs.minatar import (  # imports minatar only when called
     MINATAR_GAMES,
+    RandomStart,
     make_minatar_env,
 )
 
 __all__ = ["MazeEnv", "MazeSplits", "format_layout", "make_maze", "maze_splits", "parse_layout"]
-__all__ += ["MINATAR_GAMES", "make_minatar_env"]
+__all__ += ["MINATAR_GAMES", "RandomStart", "make_minatar_env"]
 
 # Guarded so that re-importing (e.g. importlib.reload in notebooks) does not trigger gymnasium's re-registration
 # warning.

@@ -8,6 +8,8 @@ bool arrays. This module adds what procedure cloning needs on top:
   Training data come from the ``"train"`` setting (no sticky actions, no difficulty ramp); the ``"eval"`` setting
   turns on MinAtar's defaults (sticky actions with probability 0.1, difficulty ramping), an unseen configuration
   for a policy trained on ``"train"``.
+* ``RandomStart`` (``make_minatar_env(..., random_start_steps=k)``): up to ``k`` random actions at every reset, to
+  vary the start of validation episodes in games whose reset has little randomness.
 * ``episode_seeds(split, n)``: disjoint episode seeds per split, the same ranges as the maze seeds
   (`pc_transformers.envs.maze`): train ``0, 1, …``, eval ``1_000_000, …``, validation ``2_000_000, …``.
 * ``snapshot(env_or_game, rng)``: a copy of the simulator for planning (see below).
@@ -145,8 +147,40 @@ def _resolve_setting(setting: str | dict) -> dict:
     return resolved
 
 
+class RandomStart(gymnasium.Wrapper):
+    """On every reset, play ``k`` uniformly random actions before handing the episode over, ``k`` drawn uniformly
+    from ``{0, …, max_random_steps}``: random no-op starts (Mnih et al., 2015) with random actions, a way to vary the
+    start of a game whose reset has little randomness (MinAtar Breakout starts in one of two states, Space Invaders in
+    one) without changing its rules. Seeded resets draw ``k`` and the actions from ``numpy.random.default_rng(seed)``,
+    so a seed gives the same start; the random steps' rewards are not reported, and an episode that ends during them
+    is reset (unseeded) and handed over at once. ``info["random_start_steps"]`` is the number of random steps taken.
+    """
+
+    def __init__(self, env: gymnasium.Env, max_random_steps: int):
+        if isinstance(max_random_steps, bool) or not isinstance(max_random_steps, (int, np.integer)) or (
+                max_random_steps < 0):
+            raise ValueError(f"max_random_steps must be a non-negative int, got {max_random_steps!r}")
+        super().__init__(env)
+        self.max_random_steps = int(max_random_steps)
+        self._rng = np.random.default_rng()
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        steps = int(self._rng.integers(0, self.max_random_steps + 1))
+        for taken in range(steps):
+            obs, _, terminated, truncated, info = self.env.step(int(self._rng.integers(self.action_space.n)))
+            if terminated or truncated:
+                obs, info = self.env.reset()
+                steps = taken + 1
+                break
+        return obs, {**info, "random_start_steps": steps}
+
+
 def make_minatar_env(
-    game: str, setting: str | dict = "train", max_episode_steps: int | None = None, **kwargs
+    game: str, setting: str | dict = "train", max_episode_steps: int | None = None, random_start_steps: int = 0,
+    **kwargs,
 ) -> gymnasium.Env:
     """``gymnasium.make("MinAtar/<Game>-v1", ...)`` under a named setting of the generalization protocol.
 
@@ -156,6 +190,8 @@ def make_minatar_env(
             (``sticky_action_prob=0.1, difficulty_ramping=True``, MinAtar's defaults) or a dict of those two keys
             (missing keys take the ``"train"`` values).
         max_episode_steps: wraps the env in gymnasium's ``TimeLimit`` (episodes are truncated) when given.
+        random_start_steps: wraps the env in `RandomStart`: up to this many random actions at every reset (0: none).
+            They do not count toward ``max_episode_steps``.
         **kwargs: passed to ``gymnasium.make`` (e.g. ``render_mode``); may not repeat a key of the setting.
 
     Returns:
@@ -172,8 +208,13 @@ def make_minatar_env(
         isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, int) or max_episode_steps < 1
     ):
         raise ValueError(f"max_episode_steps must be a positive int or None, got {max_episode_steps!r}")
+    if isinstance(random_start_steps, bool) or not isinstance(random_start_steps, int) or random_start_steps < 0:
+        raise ValueError(f"random_start_steps must be a non-negative int, got {random_start_steps!r}")
     _import_minatar()
-    return gymnasium.make(MINATAR_ENV_IDS[game], max_episode_steps=max_episode_steps, **resolved, **kwargs)
+    if not random_start_steps:
+        return gymnasium.make(MINATAR_ENV_IDS[game], max_episode_steps=max_episode_steps, **resolved, **kwargs)
+    env = RandomStart(gymnasium.make(MINATAR_ENV_IDS[game], **resolved, **kwargs), random_start_steps)
+    return env if max_episode_steps is None else gymnasium.wrappers.TimeLimit(env, max_episode_steps)
 
 
 @dataclass(frozen=True)

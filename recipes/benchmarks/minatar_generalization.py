@@ -16,7 +16,8 @@ Per game (default breakout, freeway, asterix):
 2. **PC and BC** trained by ``recipes/train.py``'s ``main`` (``domain: minatar``) on that data with the same
    backbone and budget (``--steps`` AdamW steps of ``--batch-size`` decisions, ``--lr-scheduler``, ``--ema-decay``
    for a moving average of the weights); validation
-   rollouts in the train setting every ``--eval-every`` steps on validation seeds. ``--branch-order action`` trains PC
+   rollouts in the train setting every ``--eval-every`` steps on validation seeds (``--val-random-starts``: up to N
+   random actions first, to vary the start). ``--branch-order action`` trains PC
    on the search branches in action order (`PCConfig.branch_order`; the data then record every action's branch).
 3. **Evaluation in the unseen eval setting** (sticky actions 0.1, difficulty ramping on) on ``--eval-episodes``
    evaluation seeds (never seen in training or validation), episodes capped at ``--eval-max-steps``: PC, BC, the
@@ -100,7 +101,8 @@ def train(recipe, objective: str, data_config, data_dir: Path, args, run_dir: Pa
                                lr_scheduler=args.lr_scheduler, warmup_steps=min(50, args.steps // 10),
                                ema_decay=args.ema_decay),
         eval=recipe.EvalArgs(every=args.eval_every, episodes=args.val_episodes, final_episodes=args.eval_episodes,
-                             max_steps=args.eval_max_steps, keep_best=args.eval_every > 0),
+                             max_steps=args.eval_max_steps, keep_best=args.eval_every > 0,
+                             random_starts=args.val_random_starts),
         log_every=max(1, min(10, args.steps)), save_every=0, save_total_limit=1, report_to="none",
     )
     return recipe.main(config)
@@ -298,6 +300,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--eval-every", type=int, default=200, help="validation rollouts (0: none; else keep_best)")
     parser.add_argument("--val-episodes", type=int, default=8, help="validation episodes (train setting)")
+    parser.add_argument("--val-random-starts", type=int, default=0,
+                        help="validation only: up to N random actions before the policy takes over (eval."
+                             "random_starts; varies Breakout's and Space Invaders' starts)")
     parser.add_argument("--eval-episodes", type=int, default=30, help="evaluation episodes (eval setting)")
     parser.add_argument("--eval-max-steps", type=int, default=300, help="episode cap in validation and evaluation")
     parser.add_argument("--latency-episodes", type=int, default=2, help="episodes of the batch-1 latency runs")

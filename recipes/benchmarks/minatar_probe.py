@@ -18,7 +18,8 @@ expert data ``data/GAME`` and, when present, the trained policies ``runs/GAME_{p
    this is how well they fit their own training data; the probe's training accuracy is the figure to compare with.
 3. **Validation diversity**: the number of distinct episodes among ``--val-episodes`` validation seeds in the data's
    setting, for a policy that acts deterministically (the same cycle of actions from every start, ``--diversity-steps``
-   steps). Validation rollouts of a greedy policy can tell apart no more episodes than that.
+   steps; after up to ``--random-starts`` random actions, as ``eval.random_starts`` plays them). Validation rollouts
+   of a greedy policy can tell apart no more episodes than that.
 
 Outputs ``--json`` (every number) and a markdown table on stdout. One process, ``--threads`` torch threads.
 """
@@ -81,9 +82,10 @@ def clone_accuracy(policy_dir: Path, obs: np.ndarray, actions: np.ndarray, batch
     return float((predicted == actions).mean())
 
 
-def distinct_episodes(game: str, setting: str, seeds, steps: int) -> int:
-    """Distinct observation sequences from these seeds when every episode plays the same cycle of actions."""
-    env = make_minatar_env(game, setting)
+def distinct_episodes(game: str, setting: str, seeds, steps: int, random_starts: int = 0) -> int:
+    """Distinct observation sequences from these seeds when every episode plays the same cycle of actions (after up
+    to ``random_starts`` random ones, `RandomStart`)."""
+    env = make_minatar_env(game, setting, random_start_steps=random_starts)
     seen = set()
     for seed in seeds:
         obs, _ = env.reset(seed=seed)
@@ -117,7 +119,8 @@ def measure(root: Path, game: str, args) -> dict:
     result["validation_setting"] = str(setting)
     result["validation_seeds"] = args.val_episodes
     result["distinct_validation_episodes"] = distinct_episodes(
-        game, str(setting), episode_seeds("validation", args.val_episodes), args.diversity_steps)
+        game, str(setting), episode_seeds("validation", args.val_episodes), args.diversity_steps, args.random_starts)
+    result["random_starts"] = args.random_starts
     p = result["probe"]
     clones = ", ".join(f"{m.upper()} {a:.1%}" for m, a in result["clone_accuracy"].items()) or "no runs"
     print(f"{game}: probe {p['train_accuracy']:.1%} train / {p['heldout_accuracy']:.1%} held out (majority "
@@ -149,6 +152,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=64, help="observations per policy call")
     parser.add_argument("--val-episodes", type=int, default=16, help="validation seeds checked for diversity")
     parser.add_argument("--diversity-steps", type=int, default=60, help="steps per diversity episode")
+    parser.add_argument("--random-starts", type=int, default=0,
+                        help="up to N random actions before each diversity episode (eval.random_starts)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--json", help="write the results here")
@@ -157,6 +162,8 @@ def main(argv=None) -> dict:
                  "diversity_steps", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.random_starts < 0:
+        parser.error(f"--random-starts must be non-negative, got {args.random_starts}")
     torch.set_num_threads(args.threads)
     results = {"hardware": f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} torch threads, "
                            f"torch {torch.__version__}", "args": vars(args),
