@@ -21,8 +21,9 @@ Two domains (``domain:``):
   ``num_actions``; PC examples are ``state <proc> MCTS tokens <act> a``, BC examples ``state <act> a``, and PC
   decodes the procedure token by token with the KV cache (`MinAtarPolicy`). Validation rollouts are played in the
   data's setting (``"train"``: no sticky actions, no difficulty ramp) on ``eval.episodes`` validation seeds (from
-  2,000,000); the final evaluation in the *unseen* ``"eval"`` setting (sticky actions 0.1, ramping on) on
-  ``eval.final_episodes`` evaluation seeds (from 1,000,000), both capped at ``eval.max_steps`` steps. They report
+  2,000,000; up to ``eval.random_starts`` random actions first, to vary the start); the final evaluation in the
+  *unseen* ``"eval"`` setting (sticky actions 0.1, ramping on) on ``eval.final_episodes`` evaluation seeds (from
+  1,000,000), both capped at ``eval.max_steps`` policy steps. They report
   the mean return with a 95% Student-t interval over episodes, and ms and forward passes per decision
   (`pc_transformers.evaluation_minatar`); ``eval.keep_best`` keeps the best validation mean return.
 
