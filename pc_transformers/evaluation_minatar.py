@@ -219,9 +219,9 @@ def evaluate_minatar_policy(policy, game: str, setting="eval", seeds=(), max_ste
             policy's steps only.
 
     Returns:
-        ``game``, ``setting`` (resolved to its sticky-action probability and ramping), ``episodes``, ``max_steps``, ``random_start_steps``,
-        ``mean_return``, ``return_ci95`` ``[low, high]``, ``return_ci95_half_width``, ``return_std``,
-        ``ci_method``, ``returns`` (per episode, in seed order), ``seeds``, ``mean_length``,
+        ``game``, ``setting`` (resolved to its sticky-action probability and ramping), ``episodes``, ``max_steps``,
+        ``random_start_steps``, ``mean_return``, ``return_ci95`` ``[low, high]``, ``return_ci95_half_width``,
+        ``return_std``, ``ci_method``, ``returns`` (per episode, in seed order), ``seeds``, ``mean_length``,
         ``truncated_episodes``, ``decisions``, ``ms_per_decision``, ``batch_size`` (1 for actors),
         ``mean_forward_passes`` (model passes per decision; None for actors) and ``fallback_rate`` (None for
         actors).

@@ -15,10 +15,10 @@ Per game (default breakout, freeway, asterix):
    made with the same settings.
 2. **PC and BC** trained by ``recipes/train.py``'s ``main`` (``domain: minatar``) on that data with the same
    backbone and budget (``--steps`` AdamW steps of ``--batch-size`` decisions, ``--lr-scheduler``, ``--ema-decay``
-   for a moving average of the weights); validation
-   rollouts in the train setting every ``--eval-every`` steps on validation seeds (``--val-random-starts``: up to N
-   random actions first, to vary the start). ``--branch-order action`` trains PC
-   on the search branches in action order (`PCConfig.branch_order`; the data then record every action's branch).
+   for a moving average of the weights); validation rollouts in the train setting every ``--eval-every`` steps on
+   validation seeds (``--val-random-starts``: up to N random actions first, to vary the start). ``--branch-order
+   action`` trains PC on the search branches in action order (`PCConfig.branch_order`; the data then record every
+   action's branch).
 3. **Evaluation in the unseen eval setting** (sticky actions 0.1, difficulty ramping on) on ``--eval-episodes``
    evaluation seeds (never seen in training or validation), episodes capped at ``--eval-max-steps``: PC, BC, the
    MCTS expert with the data's settings, a uniformly random player and a greedy one-step planner. Mean return ± 95%

@@ -42,7 +42,7 @@ from pc_transformers.policy import PCPolicy
 
 
 def game_dir(root: Path, game: str) -> Path:
-    """``root/game`` when the game's run has its own directory there, else ``root``."""
+    """``root/game`` when the game's data have their own directory there (``root/game/data/game``), else ``root``."""
     return root / game if (root / game / "data" / game).is_dir() else root
 
 
@@ -102,9 +102,10 @@ def distinct_episodes(game: str, setting: str, seeds, steps: int, random_starts:
 
 def measure(root: Path, game: str, args) -> dict:
     base = game_dir(root, game)
-    data = load_minatar_dataset(base / "data" / game)["train"].with_format("numpy")
+    data_dir = base / "data" / game
+    data = load_minatar_dataset(data_dir)["train"].with_format("numpy")
     obs, actions, episodes = (np.asarray(data[name]) for name in ("obs", "action", "episode"))
-    setting = minatar_config_from_card(base / "data" / game).setting  # where validation rollouts are played
+    setting = minatar_config_from_card(data_dir).setting  # where validation rollouts are played
     result = {"game": game, "decisions": len(actions), "episodes": int(len(np.unique(episodes))),
               "probe": probe(obs, actions, episodes, args)}
     sample = np.random.default_rng(args.seed).permutation(len(actions))[: args.max_decisions]
