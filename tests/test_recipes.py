@@ -434,3 +434,17 @@ def test_maze_generalization_benchmark_quick(tmp_path):
     assert merged["runs"] == results["runs"] + other["runs"] and set(merged["args"]["methods"]) == methods
     table = (tmp_path / "merged" / "table.md").read_text()
     assert table.count("\n| bc | 8 |") == 2 and (tmp_path / "merged" / "success_vs_train_mazes.png").is_file()
+
+
+@pytest.mark.timeout(300)
+def test_maze_generalization_benchmark_precision_and_micro_batches(tmp_path):
+    """--mixed-precision and --gradient-accumulation-steps reach the transformers' recipe config (the saved one)."""
+    script = REPO / "recipes" / "benchmarks" / "maze_generalization.py"
+    proc = run([sys.executable, script, "--quick", "--methods", "bc", "--mixed-precision", "bf16",
+                "--gradient-accumulation-steps", "2", "--out", tmp_path], timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    saved = yaml.safe_load((tmp_path / "runs" / "maze8_train2_bc" / "final" / "train_config.yaml").read_text())
+    assert saved["train"]["mixed_precision"] == "bf16" and saved["train"]["gradient_accumulation_steps"] == 2
+    assert saved["train"]["batch_size"] == 4  # --quick's batch, split into 2 micro-batches of 2
+    proc = run([sys.executable, script, "--quick", "--methods", "bc", "--mixed-precision", "fp8", "--out", tmp_path])
+    assert proc.returncode != 0 and "invalid choice: 'fp8'" in proc.stderr

@@ -209,7 +209,9 @@ def run_transformer(recipe, method, data_config, data_dir, args, run_dir: Path) 
         data=data_config,
         model=dict(TRANSFORMERS[method]),
         train=recipe.OptimArgs(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                               lr_scheduler=args.lr_scheduler, warmup_steps=min(50, args.steps // 10)),
+                               lr_scheduler=args.lr_scheduler, warmup_steps=min(50, args.steps // 10),
+                               mixed_precision=args.mixed_precision,
+                               gradient_accumulation_steps=args.gradient_accumulation_steps),
         eval=recipe.EvalArgs(every=args.eval_every, mazes=args.val_mazes, starts=2, final_mazes=args.eval_mazes,
                              final_starts=args.eval_starts, keep_best=args.keep_best),
         save_every=0, save_total_limit=1, report_to="none",
@@ -228,6 +230,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=3e-3, help="transformers (the convnet: 1e-3)")
     parser.add_argument("--lr-scheduler", default="constant_with_warmup", help="a transformers scheduler name")
+    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
+                        help="the transformers' train.mixed_precision (bf16: autocast, on CPU too)")
+    parser.add_argument("--gradient-accumulation-steps", type=int, default=1,
+                        help="the transformers' micro-batches per optimizer step (the same batch, less memory)")
     parser.add_argument("--convnet-steps", type=int, default=2000, help="the convnet trains on map pairs, not sequences")
     parser.add_argument("--convnet-batch-size", type=int, default=32, help="map pairs per convnet step")
     parser.add_argument("--eval-every", type=int, default=250, help="validation rollouts (the time curve)")
