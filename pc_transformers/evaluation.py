@@ -1,4 +1,4 @@
-"""Evaluation by rollouts: success rate on held-out mazes, batched over all environments at once."""
+"""Evaluation by rollouts: success rate on held-out mazes, batched over the environments (in chunks if asked)."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
 
 def evaluate_policy(policy, maze_seeds, size: int = 16, wall_type: str = "tunnel", starts_per_maze: int = 5,
                     max_steps: int = 100, seed: int = 0, layouts=None, progress: bool = False,
-                    procedure_accuracy: bool = False) -> dict:
-    """Roll ``policy`` out from ``starts_per_maze`` random starts in each maze, all environments in one batch.
+                    procedure_accuracy: bool = False, batch_size: int | None = None) -> dict:
+    """Roll ``policy`` out from ``starts_per_maze`` random starts in each maze, the environments stepped together.
 
     Args:
         policy: anything with ``act(obs_batch, env_ids=...) -> (actions, infos)`` and ``reset()`` (`PCPolicy`).
@@ -39,6 +39,10 @@ def evaluate_policy(policy, maze_seeds, size: int = 16, wall_type: str = "tunnel
         procedure_accuracy: for grid PC policies, also compare every generated procedure (not the ones the
             procedure cache answered) with the expert's `bfs_maps` for the same state. Off by default: it decodes
             the procedures and reruns the expert at every decision.
+        batch_size: at most this many observations per ``policy.act`` call (None: every active environment in one
+            call). It bounds memory, e.g. the autoregressive factorization's cache of every generated map, and
+            changes nothing else: the starts are drawn for all environments first, and each environment keeps its
+            own ``env_ids`` key.
 
     Returns:
         ``success_rate``, ``success_ci95`` (Wilson), ``episodes``, ``decisions`` (environment steps taken),
@@ -49,6 +53,9 @@ def evaluate_policy(policy, maze_seeds, size: int = 16, wall_type: str = "tunnel
         ``procedure_exact_rate`` (decisions whose whole procedure equals the expert's) and ``procedure_decisions``
         (decisions compared); the three are None unless ``procedure_accuracy`` applies.
     """
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     cfg = getattr(getattr(policy, "model", None), "config", None)
     compare = procedure_accuracy and cfg is not None and cfg.is_grid and cfg.objective == "pc"
     if layouts is not None:
@@ -73,11 +80,17 @@ def evaluate_policy(policy, maze_seeds, size: int = 16, wall_type: str = "tunnel
     policy.reset()
     start = time.perf_counter()
     for _ in tqdm(range(max_steps), desc="rollouts", disable=not progress, leave=False):
-        ids = np.flatnonzero(active)
-        if len(ids) == 0:
+        active_ids = np.flatnonzero(active)
+        if len(active_ids) == 0:
             break
-        actions, infos = (policy.act(obs[ids], env_ids=ids, return_procedure=True) if compare
-                          else policy.act(obs[ids], env_ids=ids))
+        actions, infos = [], []
+        for first in range(0, len(active_ids), batch_size or len(active_ids)):
+            ids = active_ids[first:first + (batch_size or len(active_ids))]
+            chunk_actions, chunk_infos = (policy.act(obs[ids], env_ids=ids, return_procedure=True) if compare
+                                          else policy.act(obs[ids], env_ids=ids))
+            actions.extend(chunk_actions)
+            infos.extend(chunk_infos)
+        ids = active_ids
         if compare:
             for i, info in zip(ids, infos):
                 if info["procedure"] is None or info["cached"]:
@@ -157,6 +170,9 @@ def add_evaluate_arguments(parser) -> None:
     parser.add_argument("--json", default=None, dest="json_out", help="write the results to this JSON file")
     parser.add_argument("--no-procedure-cache", action="store_false", dest="procedure_cache",
                         help="generate a procedure at every step (and compare every one with the expert)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="at most N environments per policy call (default: all at once); bounds memory, "
+                             "results unchanged")
 
 
 def json_safe(value):
@@ -170,7 +186,7 @@ def json_safe(value):
 
 def run_evaluation(checkpoint, mazes: int = 100, starts: int = 5, wall_type: str = "tunnel", size: int | None = None,
                    max_steps: int = 100, seed: int = 0, layouts=None, json_out=None, procedure_cache: bool = True,
-                   progress: bool = False) -> dict:
+                   progress: bool = False, batch_size: int | None = None) -> dict:
     """Load a `PCPolicy` checkpoint and roll it out on held-out mazes (or a layouts file); returns the results.
 
     The result holds the settings (``checkpoint``, ``mazes``, ...) and every key of `evaluate_policy`, procedure
@@ -187,7 +203,8 @@ def run_evaluation(checkpoint, mazes: int = 100, starts: int = 5, wall_type: str
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} is not a PCPolicy directory (expected a config.json "
                                 f"written by PCPolicy.save_pretrained)")
-    for name, value in (("mazes", mazes), ("starts", starts), ("max_steps", max_steps)):
+    for name, value in (("mazes", mazes), ("starts", starts), ("max_steps", max_steps),
+                        ("batch_size", 1 if batch_size is None else batch_size)):
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
     policy = PCPolicy.from_pretrained(path, procedure_cache=procedure_cache, seed=seed)
@@ -203,12 +220,13 @@ def run_evaluation(checkpoint, mazes: int = 100, starts: int = 5, wall_type: str
     seeds = None if layout_list is not None else maze_splits(0, mazes).test
     metrics = evaluate_policy(policy, seeds, size=grid_size, wall_type=wall_type, starts_per_maze=starts,
                               max_steps=max_steps, seed=seed, layouts=layout_list, progress=progress,
-                              procedure_accuracy=True)
+                              procedure_accuracy=True, batch_size=batch_size)
     results = {
         "checkpoint": str(path), "mazes": len(layout_list) if layout_list is not None else mazes,
         "starts": starts, "wall_type": "layout" if layout_list is not None else wall_type, "size": grid_size,
         "max_steps": max_steps, "seed": seed, "layouts": None if layouts is None else str(layouts),
-        "procedure_cache": procedure_cache, "objective": policy.model.config.objective, **metrics,
+        "procedure_cache": procedure_cache, "batch_size": batch_size, "objective": policy.model.config.objective,
+        **metrics,
     }
     results["success_ci95"] = list(results["success_ci95"])
     results = json_safe(results)

@@ -142,6 +142,8 @@ class EvalArgs:
         the policy takes over (`pc_transformers.envs.minatar.RandomStart`), so that games whose reset has little
         randomness (Breakout: 2 distinct starts, Space Invaders: 1) give different validation episodes; 0: none.
         The final evaluation never uses them.
+    batch_size: at most N environments per policy call in the rollouts (0: all at once); it bounds the memory of
+        large evaluations (the autoregressive maze factorization caches every map it generates).
     keep_best: evaluate and save, at the end, the weights of the periodic evaluation with the best validation
         success or mean return (the earliest on ties, as transformers' Trainer) instead of the last; they are kept in
         ``checkpoints/best``.
@@ -156,6 +158,7 @@ class EvalArgs:
     final_episodes: int = 50
     max_steps: int = 100
     random_starts: int = 0
+    batch_size: int = 0
     keep_best: bool = False
 
 
@@ -209,7 +212,7 @@ class TrainConfig:
                 if getattr(section, name) < 1:
                     raise ValueError(f"{name} must be at least 1, got {getattr(section, name)}")
         for section, name in ((self, "save_every"), (self, "seed"), (self.eval, "final_episodes"),
-                              (self.eval, "random_starts")):
+                              (self.eval, "random_starts"), (self.eval, "batch_size")):
             if getattr(section, name) < 0:
                 raise ValueError(f"{name} must be non-negative, got {getattr(section, name)}")
         if self.report_to not in ("tensorboard", "none"):
@@ -408,13 +411,14 @@ def rollouts(accelerator, model, tokenizer, config: TrainConfig, final: bool = F
             setting, seeds = ("eval", episode_seeds("eval", cfg.final_episodes)) if final else (
                 config.minatar.setting, episode_seeds("validation", cfg.episodes))
             metrics = evaluate_minatar_policy(policy, config.minatar.game, setting, seeds, max_steps=cfg.max_steps,
+                                              batch_size=cfg.batch_size or None,
                                               random_start_steps=0 if final else cfg.random_starts)
         else:
             seeds = maze_splits(0, cfg.final_mazes).test if final else maze_splits(
                 0, 0, num_validation=cfg.mazes).validation
             metrics = evaluate_policy(policy, seeds, size=config.data.size, wall_type=config.data.wall_type,
                                       starts_per_maze=cfg.final_starts if final else cfg.starts,
-                                      max_steps=cfg.max_steps, seed=config.seed)
+                                      max_steps=cfg.max_steps, seed=config.seed, batch_size=cfg.batch_size or None)
         unwrapped.train()
     accelerator.wait_for_everyone()
     if accelerator.num_processes > 1:  # every process takes the same keep_best decision (save_best waits for all)

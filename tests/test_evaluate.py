@@ -82,13 +82,15 @@ def test_layouts_file_with_two_layouts(untrained_checkpoint, tmp_path, capsys):
     assert len(read_layouts(path)) == 2
     out = tmp_path / "two.json"
     assert cli_main(["evaluate", str(untrained_checkpoint), "--layouts", str(path), "--starts", "2",
-                     "--max-steps", "3", "--json", str(out)]) == 0
+                     "--max-steps", "3", "--batch-size", "3", "--json", str(out)]) == 0
     assert "success rate" in capsys.readouterr().out
     results = json.loads(out.read_text())
     assert results["episodes"] == 4 and results["mazes"] == 2 and results["wall_type"] == "layout"
+    assert results["batch_size"] == 3
 
 
-@pytest.mark.parametrize("problem", ["missing_checkpoint", "missing_layouts", "bad_layout", "size", "layout_size"])
+@pytest.mark.parametrize("problem", ["missing_checkpoint", "missing_layouts", "bad_layout", "size", "layout_size",
+                                     "batch_size"])
 def test_cli_errors_exit_2_naming_the_value(problem, untrained_checkpoint, tmp_path, capsys):
     checkpoint, extra, named = str(untrained_checkpoint), [], None
     if problem == "missing_checkpoint":
@@ -102,6 +104,8 @@ def test_cli_errors_exit_2_naming_the_value(problem, untrained_checkpoint, tmp_p
         extra, named = ["--layouts", str(path)], "layout 2"
     elif problem == "size":
         extra, named = ["--size", "9"], "--size 9"
+    elif problem == "batch_size":
+        extra, named = ["--batch-size", "0"], "batch_size must be at least 1, got 0"
     else:
         path = tmp_path / "small.txt"
         path.write_text("#####\n#S..#\n#.#.#\n#..G#\n#####\n")

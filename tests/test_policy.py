@@ -293,6 +293,47 @@ def test_evaluate_policy_is_deterministic_with_a_valid_interval(overfit):
             assert first[key] == second[key] or (math.isnan(first[key]) and math.isnan(second[key])), key
 
 
+class _RecordingPolicy(PCPolicy):
+    """A PCPolicy that records the env_ids of every ``act`` call."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = []
+
+    def act(self, obs, return_procedure: bool = False, env_ids=None):
+        self.calls.append([int(i) for i in env_ids])
+        return super().act(obs, return_procedure=return_procedure, env_ids=env_ids)
+
+
+def test_evaluate_policy_in_chunks_gives_the_same_rollouts(overfit):
+    """``batch_size`` caps the observations per act call; starts, per-environment keys and every result stay."""
+    def run(batch_size):
+        policy = _RecordingPolicy(overfit.model, overfit.tokenizer)
+        result = evaluate_policy(policy, maze_seeds=[OVERFIT_MAZE_SEED, 1, 2], size=GRID_SIZE, starts_per_maze=3,
+                                 max_steps=6, seed=3, procedure_accuracy=True, batch_size=batch_size)
+        return result, policy.calls
+
+    whole, whole_calls = run(None)
+    chunked, chunked_calls = run(4)
+    assert max(len(call) for call in whole_calls) == 9  # one call per step, every active environment
+    assert max(len(call) for call in chunked_calls) == 4 and len(chunked_calls) > len(whole_calls)
+    # the chunks of one step are the environments that call would have held, in order
+    regrouped, step = [], []
+    for call in chunked_calls:
+        step += call
+        if len(step) == len(whole_calls[len(regrouped)]):
+            regrouped.append(step)
+            step = []
+    assert regrouped == whole_calls
+    for key in whole:
+        if key != "env_steps_per_s":
+            assert whole[key] == chunked[key] or (math.isnan(whole[key]) and math.isnan(chunked[key])), key
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match=rf"batch_size must be a positive integer or None, got {bad!r}"):
+            evaluate_policy(PCPolicy(overfit.model, overfit.tokenizer), maze_seeds=[1], size=GRID_SIZE,
+                            batch_size=bad)
+
+
 def test_evaluate_policy_counts_successes(overfit):
     """The overfit policy solves its training start; a policy that always falls back rarely does in 3 steps."""
     solved = evaluate_policy(PCPolicy(overfit.model, overfit.tokenizer), maze_seeds=None, starts_per_maze=1,

@@ -89,6 +89,7 @@ def test_config_overrides_and_types(recipe, tmp_path):
     ("train.ema_decay=1", ValueError, r"train.ema_decay must be in \[0, 1\) \(0: no moving average\), got 1.0"),
     ("train.ema_decay=-0.5", ValueError, "got -0.5"),
     ("eval.random_starts=3", ValueError, "eval.random_starts is for minatar validation .* got 3 with domain 'maze'"),
+    ("eval.batch_size=-1", ValueError, "batch_size must be non-negative, got -1"),
     ("no_equals_sign", ValueError, "section.key=value"),
 ])
 def test_config_errors_name_the_value(recipe, override, error, match):
@@ -438,13 +439,15 @@ def test_maze_generalization_benchmark_quick(tmp_path):
 
 @pytest.mark.timeout(300)
 def test_maze_generalization_benchmark_precision_and_micro_batches(tmp_path):
-    """--mixed-precision and --gradient-accumulation-steps reach the transformers' recipe config (the saved one)."""
+    """--mixed-precision, --gradient-accumulation-steps and --eval-batch-size reach the transformers' recipe config
+    (the saved one)."""
     script = REPO / "recipes" / "benchmarks" / "maze_generalization.py"
     proc = run([sys.executable, script, "--quick", "--methods", "bc", "--mixed-precision", "bf16",
-                "--gradient-accumulation-steps", "2", "--out", tmp_path], timeout=240)
+                "--gradient-accumulation-steps", "2", "--eval-batch-size", "1", "--out", tmp_path], timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]
     saved = yaml.safe_load((tmp_path / "runs" / "maze8_train2_bc" / "final" / "train_config.yaml").read_text())
     assert saved["train"]["mixed_precision"] == "bf16" and saved["train"]["gradient_accumulation_steps"] == 2
+    assert saved["eval"]["batch_size"] == 1
     assert saved["train"]["batch_size"] == 4  # --quick's batch, split into 2 micro-batches of 2
     proc = run([sys.executable, script, "--quick", "--methods", "bc", "--mixed-precision", "fp8", "--out", tmp_path])
     assert proc.returncode != 0 and "invalid choice: 'fp8'" in proc.stderr

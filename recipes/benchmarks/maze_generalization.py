@@ -213,7 +213,8 @@ def run_transformer(recipe, method, data_config, data_dir, args, run_dir: Path) 
                                mixed_precision=args.mixed_precision,
                                gradient_accumulation_steps=args.gradient_accumulation_steps),
         eval=recipe.EvalArgs(every=args.eval_every, mazes=args.val_mazes, starts=2, final_mazes=args.eval_mazes,
-                             final_starts=args.eval_starts, keep_best=args.keep_best),
+                             final_starts=args.eval_starts, batch_size=args.eval_batch_size,
+                             keep_best=args.keep_best),
         save_every=0, save_total_limit=1, report_to="none",
     )
     return recipe.main(config)
@@ -240,6 +241,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--val-mazes", type=int, default=20)
     parser.add_argument("--eval-mazes", type=int, default=100)
     parser.add_argument("--eval-starts", type=int, default=5)
+    parser.add_argument("--eval-batch-size", type=int, default=0,
+                        help="at most N environments per policy call in the transformers' rollouts (0: all at once); "
+                             "bounds memory (the autoregressive factorization needs it at 16x16), same results")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--augment", default="none", choices=["none", "dihedral"],
                         help="dihedral: every training trajectory also in the 7 rotated/reflected images of its maze, "
