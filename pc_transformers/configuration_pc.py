@@ -87,6 +87,12 @@ class PCConfig(PreTrainedConfig):
         locality_init: initial bias is ``-slope_h * (|Δrow| + |Δcol|)``, slopes spread from ``locality_init / 4``
             to ``locality_init`` over heads; a zero bias learns nothing at the base learning rate.
         max_position_embeddings: longest text-like part (tokens after the state) the model supports.
+        state_encoder_size: MinAtar only: the width of an MLP state encoder (0: none, the default). The MLP (two hidden
+            layers of this width) reads the whole observation at once, every cell's C channel bits flattened, as
+            the usual MinAtar networks do; its output is added to the embedding of every token that is not a state
+            cell (``<s>``, the procedure, ``<act>``, the action), beside the cell tokens the transformer reads. A call
+            that holds no state cell (a cached decoding step) needs ``state_input_ids``, which ``generate`` and
+            `MinAtarPolicy` pass.
         use_cache: return a `DynamicCache` from forward (text-like and autoregressive grid models; Markov maps need
             none).
     """
@@ -132,6 +138,7 @@ class PCConfig(PreTrainedConfig):
     relative_clip: int = 2
     locality_init: float = 2.0
     max_position_embeddings: int = 1024
+    state_encoder_size: int = 0
     use_cache: bool = True
     tie_word_embeddings: bool = False
 
@@ -165,6 +172,12 @@ class PCConfig(PreTrainedConfig):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        size = self.state_encoder_size
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ValueError(f"state_encoder_size must be a non-negative int (0: no state encoder), got {size!r}")
+        if size and self.domain != "minatar":
+            raise ValueError(f"state_encoder_size is a MinAtar setting (a maze's state is read cell by cell); leave it "
+                             f"0 for domain={self.domain!r}, got {size}")
         if not isinstance(self.relative_clip, int) or self.relative_clip < 0:
             raise ValueError(f"relative_clip must be a non-negative int, got {self.relative_clip!r}")
         if self.position_encoding == "relative_2d" and self.relative_clip < 1:

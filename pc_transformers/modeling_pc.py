@@ -390,6 +390,37 @@ class PCAttention(nn.Module):
         return mask
 
 
+class PCStateEncoder(nn.Module):
+    """MinAtar's optional MLP state encoder (``config.state_encoder_size > 0``): the whole observation, every cell's
+    ``C`` channel bits flattened (``N·C`` inputs, read back from the cell tokens ``c<mask>``), through two hidden layers
+    of ``state_encoder_size`` ReLU units to one ``hidden_size`` vector per state."""
+
+    def __init__(self, config: PCConfig):
+        super().__init__()
+        width, inputs = config.state_encoder_size, config.num_cells * config.num_channels
+        self.net = nn.Sequential(nn.Linear(inputs, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                                 nn.Linear(width, config.hidden_size))
+        for layer in (self.net[0], self.net[2]):
+            layer.relu_init = True  # see PCPreTrainedModel._init_weights
+        self.state_token_ids, self.num_channels, self.vocab_size = (list(config.state_token_ids), config.num_channels,
+                                                                    config.vocab_size)
+        self._bits = None  # (vocab_size, C) channel bits of every token id (0 for other tokens), built per device
+
+    def channel_bits(self, device) -> torch.Tensor:
+        if self._bits is None or self._bits.device != device:
+            masks = torch.arange(len(self.state_token_ids), device=device)  # state_token_ids[m] is bitmask m
+            bits = (masks[:, None] >> torch.arange(self.num_channels, device=device)) & 1
+            table = torch.zeros(self.vocab_size, self.num_channels, device=device)
+            table[torch.tensor(self.state_token_ids, device=device)] = bits.float()
+            self._bits = table
+        return self._bits
+
+    def forward(self, state_ids: torch.Tensor) -> torch.Tensor:
+        """``state_ids`` ``(B, N)`` cell tokens → ``(B, D)``."""
+        bits = self.channel_bits(state_ids.device)[state_ids]  # (B, N, C)
+        return self.net(bits.flatten(1).to(self.net[0].weight.dtype))
+
+
 class PCMLP(nn.Module):
     def __init__(self, config: PCConfig):
         super().__init__()
@@ -464,6 +495,10 @@ class PCPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False
 
     def _init_weights(self, module):
+        if getattr(module, "relu_init", False):  # the state encoder's ReLU layers: PyTorch's default, as MinAtar MLPs
+            init.kaiming_uniform_(module.weight, a=5**0.5)
+            init.zeros_(module.bias)
+            return
         super()._init_weights(module)
         if isinstance(module, PCRelativeBias):
             init.copy_(module.table, module.locality_init(self.config.locality_init))
@@ -492,6 +527,7 @@ class PCModel(PCPreTrainedModel):
         use_cell_positions = config.position_encoding == "absolute" or not config.is_grid
         self.embed_cells = nn.Embedding(config.num_cells, config.hidden_size) if use_cell_positions else None
         self.embed_positions = None if config.is_grid else nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.state_encoder = PCStateEncoder(config) if config.state_encoder_size else None
         self.layers = nn.ModuleList(PCDecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.gradient_checkpointing = False
@@ -550,7 +586,7 @@ class PCModel(PCPreTrainedModel):
         else:
             hidden, layout, all_hidden, all_attentions = self._text_forward(
                 input_ids, attention_mask, position_ids, past_key_values, past, output_attentions,
-                output_hidden_states,
+                output_hidden_states, state_input_ids,
             )
         return PCModelOutput(
             last_hidden_state=hidden,
@@ -718,7 +754,7 @@ class PCModel(PCPreTrainedModel):
 
     # ------------------------------------------------------------------------------------------------------- text
     def _text_forward(self, input_ids, attention_mask, position_ids, cache, past, output_attentions,
-                      output_hidden_states):
+                      output_hidden_states, state_input_ids=None):
         cfg = self.config
         b, t = input_ids.shape
         device = input_ids.device
@@ -749,6 +785,8 @@ class PCModel(PCPreTrainedModel):
         act_reads_state = (input_ids == cfg.act_token_id) & (cfg.action_readout == "act_token" and cfg.objective != "pc")
         text_position = torch.where(act_reads_state, 0, text_position)  # (B, T)
         hidden = hidden + self.embed_positions(text_position.clamp(min=0)) * (~layout.is_cell())[..., None]
+        if self.state_encoder is not None:
+            hidden = self._add_state_summary(hidden, input_ids, layout, state_input_ids)
 
         if t == 1 and past > 0 and bool(key_valid.all()) and not bool(act_reads_state.any()) and not bool(
                 (layout.role == ROLE_STATE).any()) and bool((key_position[:, :past] < position_ids).all()):
@@ -773,6 +811,28 @@ class PCModel(PCPreTrainedModel):
             hidden, allowed, index, cache, output_attentions, output_hidden_states
         )
         return self.norm(hidden), layout, all_hidden, all_attentions
+
+    def _add_state_summary(self, hidden, input_ids, layout: TokenLayout, state_input_ids=None):
+        """Add the MLP state encoder's vector to every token that is not a state cell (``<s>``, the procedure, the
+        action). Its state comes from the call when the call holds the whole state (a prompt, a training sequence),
+        else from ``state_input_ids`` (a decoding step; `prepare_inputs_for_generation` and `MinAtarPolicy` pass it)."""
+        cfg, n = self.config, self.config.num_cells
+        b = input_ids.shape[0]
+        is_state = layout.role == ROLE_STATE
+        counts = is_state.sum(dim=1)
+        if bool((counts == n).all()):
+            state = input_ids[is_state].view(b, n)  # the cells in order
+        elif bool((counts == 0).all()) and state_input_ids is not None and tuple(state_input_ids.shape) == (b, n):
+            state = state_input_ids
+        else:
+            row = int(((counts != n) & (counts != 0)).nonzero()[0]) if bool(((counts != n) & (counts != 0)).any()) \
+                else 0
+            raise ValueError(f"state_encoder_size={cfg.state_encoder_size}: the state encoder reads the whole state: "
+                             f"a call must hold all {n} state cells, or none of them and state_input_ids of shape "
+                             f"{(b, n)}; example {row} holds {int(counts[row])} cells, state_input_ids "
+                             f"{None if state_input_ids is None else tuple(state_input_ids.shape)}")
+        summary = self.state_encoder(state).to(hidden.dtype)  # (B, D)
+        return hidden + (~is_state)[..., None].to(hidden.dtype) * summary[:, None, :]
 
     def _check_grammar(self, input_ids, layout: TokenLayout):
         """Cells must hold cell tokens of the right kind; anything else is a malformed sequence."""
@@ -839,6 +899,25 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
     @property
     def action_ids(self) -> torch.Tensor:
         return torch.tensor(self.config.action_token_ids, device=self.lm_head.weight.device)
+
+    def prepare_inputs_for_generation(self, input_ids, **kwargs):
+        """`GenerationMixin`'s inputs, plus the state's cells (``state_input_ids``) for a model with a state encoder:
+        a cached decoding step holds no state cell, and every token reads the encoder's vector."""
+        inputs = super().prepare_inputs_for_generation(input_ids, **kwargs)
+        if self.config.state_encoder_size:
+            inputs["state_input_ids"] = self.state_input_ids(input_ids)
+        return inputs
+
+    def state_input_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The ``grid_size**2`` cell tokens after each row's first ``<s>`` (left padding allowed): ``(B, N)``."""
+        n = self.config.num_cells
+        is_bos = input_ids == self.config.bos_token_id
+        if not bool(is_bos.any(dim=1).all()) or input_ids.shape[1] < n + 1:
+            raise ValueError(f"every row must start with <s> and its {n} state cells, got input_ids of shape "
+                             f"{tuple(input_ids.shape)}")
+        start = is_bos.int().argmax(dim=1) + 1  # (B,)
+        index = (start[:, None] + torch.arange(n, device=input_ids.device)).clamp(max=input_ids.shape[1] - 1)
+        return input_ids.gather(1, index)
 
     def forward(
         self,

@@ -326,6 +326,7 @@ class MinAtarPolicy(PCPolicy):
         cache = DynamicCache(config=model.config)
         rows = prompts.tolist()
         pending = prompts  # tokens appended but not yet fed to the model
+        state_ids = model.state_input_ids(prompts) if model.config.state_encoder_size else None
         passes, total = [0] * len(rows), 0
         for _ in range(grammar.max_new_tokens):
             if all(eos in row[start:] for row in rows):
@@ -334,7 +335,8 @@ class MinAtarPolicy(PCPolicy):
             if all(len(a) == 1 for a in allowed):
                 chosen = [a[0] for a in allowed]
             else:
-                scores = model(pending, past_key_values=cache, use_cache=True).logits[:, -1].float()
+                scores = model(pending, past_key_values=cache, use_cache=True,
+                               state_input_ids=state_ids).logits[:, -1].float()
                 total += 1
                 mask = torch.full_like(scores, -math.inf)
                 for j, a in enumerate(allowed):

@@ -393,6 +393,9 @@ INVALID = [
     ({"map_token_ids": [12]}, r"map_token_ids must hold 0 token ids"),
     ({"hide_agent": True}, r"hide_agent=True"),
     ({"branch_order": "value"}, r"branch_order must be one of \('visits', 'action'\), got 'value'"),
+    ({"state_encoder_size": -1}, r"state_encoder_size must be a non-negative int \(0: no state encoder\), got -1"),
+    ({"state_encoder_size": 1.5}, r"state_encoder_size must be a non-negative int .*got 1.5"),
+    ({"state_encoder_size": True}, r"state_encoder_size must be a non-negative int .*got True"),
 ]
 
 
@@ -404,6 +407,8 @@ def test_config_rejects_invalid_values(tok, overrides, message):
         PCConfig(procedure_format="mcts")
     with pytest.raises(ValueError, match="num_channels is a MinAtar setting.*got 4"):
         PCConfig(num_channels=4)
+    with pytest.raises(ValueError, match="state_encoder_size is a MinAtar setting .*domain='maze', got 16"):
+        PCConfig(state_encoder_size=16)
 
 
 def test_config_save_load_round_trip(tmp_path, make_config):
@@ -463,11 +468,13 @@ def test_action_loss_ignores_actions_outside_the_game(tok, make_config, make_bat
         model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels)
 
 
+@pytest.mark.parametrize("state_encoder_size", [0, 16])
 @pytest.mark.parametrize("objective", ["bc", "aux_bc"])
-def test_bc_objectives_read_the_action_at_act_from_the_state_alone(tok, make_config, make_batch, frames, objective):
+def test_bc_objectives_read_the_action_at_act_from_the_state_alone(tok, make_config, make_batch, frames, objective,
+                                                                   state_encoder_size):
     """MinAtar has no agent cell: BC and auxiliary BC read the action at ``<act>`` itself, which sees ``<s>`` and the
     state only, so ``<s> state <proc> … <act>`` and ``<s> state <act>`` give the same action logits."""
-    config = make_config(objective=objective)
+    config = make_config(objective=objective, state_encoder_size=state_encoder_size)
     model = perturb(PCForProcedureCloning(config)).eval()
     act_ids = config.action_token_ids
     with torch.no_grad():
@@ -500,8 +507,53 @@ def test_pc_action_sees_the_procedure(tok, make_config, frames):
     assert not torch.allclose(logits[0], logits[1])
 
 
-def test_generate_cached_and_uncached_agree(tok, make_config, frames):
-    config = make_config(max_position_embeddings=64)
+def test_state_encoder_reads_every_channel_bit_of_the_observation(tok, make_config, frames):
+    """The encoder's input is the observation itself, flattened (an independent reading of the cell tokens), its
+    vector goes to every token but the state cells, and a single changed channel bit changes the model's output."""
+    config = make_config(state_encoder_size=16)
+    model = perturb(PCForProcedureCloning(config)).eval()
+    encoder = model.model.state_encoder
+    for obs in frames:
+        ids = torch.tensor(tok.strict_ids(tok.minatar_state_tokens(obs)))
+        bits = encoder.channel_bits(ids.device)[ids]  # (N, C)
+        assert torch.equal(bits, torch.as_tensor(obs.reshape(100, -1), dtype=torch.float32))
+    prompt = lambda o: torch.tensor([tok.strict_ids(["<s>", *tok.minatar_state_tokens(o), "<proc>"])])  # noqa: E731
+    flipped = frames[0].copy()
+    flipped[0, 0, 3] = ~flipped[0, 0, 3]
+    with torch.no_grad():
+        base = model.model(prompt(frames[0]), output_hidden_states=True)
+        other = model.model(prompt(flipped))
+        model.model.state_encoder = None
+        plain = model.model(prompt(frames[0]), output_hidden_states=True)
+        model.model.state_encoder = encoder
+        summary = encoder(prompt(frames[0])[:, 1:-1])  # (1, D)
+    added = base.hidden_states[0] - plain.hidden_states[0]  # the embeddings, with and without the encoder
+    for position in (0, 101):  # <s> and <proc>
+        torch.testing.assert_close(added[0, position], summary[0])
+    assert summary.abs().sum() > 0 and not added[0, 1:101].any()
+    assert not torch.allclose(base.last_hidden_state[0, -1], other.last_hidden_state[0, -1])
+    # A decoding step holds no state cell: it reads the state from state_input_ids, as the whole sequence does.
+    ids = prompt(frames[0])
+    steps = torch.tensor([tok.convert_tokens_to_ids(["a1", "n7"])])
+    with torch.no_grad():
+        whole = model(torch.cat([ids, steps], 1)).logits[:, -2:]
+        cache = DynamicCache(config=config)
+        model(ids, past_key_values=cache, use_cache=True)
+        step = model(steps, past_key_values=cache, use_cache=True, state_input_ids=ids[:, 1:101]).logits
+    torch.testing.assert_close(step, whole, atol=1e-5, rtol=1e-5)
+    assert torch.equal(model.state_input_ids(torch.cat([torch.zeros_like(ids[:, :3]), ids], 1)), ids[:, 1:101])
+    # Without it, or with part of a state, the call is refused and says what it needs.
+    with pytest.raises(ValueError, match=r"state_encoder_size=16: the state encoder reads the whole state: a call "
+                                         r"must hold all 100 state cells, or none of them and state_input_ids of "
+                                         r"shape \(1, 100\); example 0 holds 0 cells, state_input_ids None"):
+        model(steps, past_key_values=cache, use_cache=True)
+    with pytest.raises(ValueError, match=r"example 0 holds 40 cells"):
+        model(ids[:, :41])
+
+
+@pytest.mark.parametrize("state_encoder_size", [0, 16])
+def test_generate_cached_and_uncached_agree(tok, make_config, frames, state_encoder_size):
+    config = make_config(max_position_embeddings=64, state_encoder_size=state_encoder_size)
     model = perturb(PCForProcedureCloning(config)).eval()
     prompts = torch.tensor([tok.strict_ids(["<s>", *tok.minatar_state_tokens(o), "<proc>"]) for o in frames])
     assert_cached_generate_is_greedy(model, prompts, max_new_tokens=15)
@@ -522,9 +574,9 @@ def test_a_cached_decoding_step_gives_the_logits_of_the_whole_sequence(tok, make
     torch.testing.assert_close(torch.stack(logits, 1), whole, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("objective", ["pc", "aux_bc"])
-def test_save_load_is_exact(tmp_path, make_config, make_batch, objective):
-    config = make_config(objective=objective)
+@pytest.mark.parametrize("objective, state_encoder_size", [("pc", 0), ("aux_bc", 0), ("pc", 16)])
+def test_save_load_is_exact(tmp_path, make_config, make_batch, objective, state_encoder_size):
+    config = make_config(objective=objective, state_encoder_size=state_encoder_size)
     model = perturb(PCForProcedureCloning(config)).eval()
     batch = make_batch(config)
     model.save_pretrained(tmp_path)
@@ -665,13 +717,14 @@ def test_policy_closes_its_sequences_within_the_budget(tok, make_config, frames,
         assert info["procedure"] is not None and len(info["procedure"].to_tokens()) <= max(budget, 6)
 
 
-@pytest.mark.parametrize("objective, branch_order", [("pc", "visits"), ("pc", "action"), ("bc", "visits")])
+@pytest.mark.parametrize("objective, branch_order, state_encoder_size", [
+    ("pc", "visits", 0), ("pc", "action", 0), ("bc", "visits", 0), ("pc", "action", 16), ("bc", "visits", 16)])
 @pytest.mark.parametrize("budget", [9, 30])
 def test_policy_decoding_equals_generate_with_and_without_the_cache(tok, make_config, frames, objective, budget,
-                                                                     branch_order):
+                                                                     branch_order, state_encoder_size):
     # use_cache=False in the config, as Trainer saves it: the policy still decodes with its KV cache.
-    model = perturb(PCForProcedureCloning(make_config(use_cache=False, objective=objective,
-                                                      branch_order=branch_order))).eval()
+    model = perturb(PCForProcedureCloning(make_config(use_cache=False, objective=objective, branch_order=branch_order,
+                                                      state_encoder_size=state_encoder_size))).eval()
     policy = MinAtarPolicy(model, tok, max_procedure_steps=budget)
     obs = np.concatenate([frames, game_frames("breakout", 4, seed=2)])
     tail = "<proc>" if objective == "pc" else "<act>"

@@ -96,6 +96,7 @@ def train(recipe, objective: str, data_config, data_dir: Path, args, run_dir: Pa
         output_dir=str(run_dir), seed=args.seed, domain="minatar", dataset=str(data_dir), minatar=data_config,
         model={"objective": objective, "hidden_size": args.hidden_size, "num_hidden_layers": args.layers,
                "num_attention_heads": args.heads, "intermediate_size": 4 * args.hidden_size,
+               "state_encoder_size": args.state_encoder_size,
                **({"branch_order": args.branch_order} if objective == "pc" else {})},
         train=recipe.OptimArgs(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                lr_scheduler=args.lr_scheduler, warmup_steps=min(50, args.steps // 10),
@@ -298,6 +299,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--state-encoder-size", type=int, default=0,
+                        help="width of the MLP state encoder that reads the whole observation (PCConfig."
+                             "state_encoder_size; 0: none, the transformer reads the cell tokens alone)")
     parser.add_argument("--eval-every", type=int, default=200, help="validation rollouts (0: none; else keep_best)")
     parser.add_argument("--val-episodes", type=int, default=8, help="validation episodes (train setting)")
     parser.add_argument("--val-random-starts", type=int, default=0,
