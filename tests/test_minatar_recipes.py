@@ -268,8 +268,8 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
     proc = subprocess.run([sys.executable, REPO / "recipes" / "benchmarks" / "minatar_generalization.py", "--quick",
                            "--games", "breakout", "--out", tmp_path, "--game-mcts", "breakout:rollout_hold=0.5",
                            "freeway:merge_equivalent=false", "--branch-order", "action",
-                           "--lr-scheduler", "cosine"], env=env, capture_output=True, text=True,
-                          timeout=280, check=False)
+                           "--lr-scheduler", "cosine", "--state-encoder-size", "8"], env=env, capture_output=True,
+                          text=True, timeout=280, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads((tmp_path / "results.json").read_text())
     (game,) = results["games"]
@@ -283,9 +283,11 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
     assert "| breakout |" in (tmp_path / "table.md").read_text()
     # --game-mcts reached the expert of its game only (the data card records the settings).
     assert game["data"]["mcts"]["rollout_hold"] == 0.5 and game["data"]["mcts"]["merge_equivalent"] is True
-    # PC trained in action order, BC as ever.
-    assert PCPolicy.from_pretrained(tmp_path / "runs/breakout_pc/final").model.config.branch_order == "action"
-    assert PCPolicy.from_pretrained(tmp_path / "runs/breakout_bc/final").model.config.branch_order == "visits"
+    # PC trained in action order, BC as ever; both with the MLP state encoder.
+    pc, bc = (PCPolicy.from_pretrained(tmp_path / f"runs/breakout_{m}/final").model for m in ("pc", "bc"))
+    assert pc.config.branch_order == "action" and bc.config.branch_order == "visits"
+    assert pc.config.state_encoder_size == bc.config.state_encoder_size == 8
+    assert pc.model.state_encoder.net[0].weight.shape == (8, 100 * 4)
 
     # The latency script plays the run's PC, BC and expert, one environment at a time.
     latency = load_recipe("benchmarks/minatar_latency").main([str(tmp_path), "--games", "breakout", "--episodes", "1",
