@@ -118,7 +118,7 @@ cache), then the action.""",
 - Objective `{objective}`; procedure format `{procedure_format}`.""",
     "token_grammar": """{mcts_grammar}: one state token per cell (`c<m>`, m the
 bitmask of active channels); {mcts_branches}; the principal variation with its predicted rewards (see
-`tokenization_pc.py` in this repository).""",
+`tokenization_pc.py` in this repository). {state_reader}""",
     "evaluation_protocol": """Protocol: mean return over unseen episode seeds in the evaluation setting (sticky actions 0.1, difficulty ramping
 on, unless stated otherwise in the table), episodes capped at {max_episode_steps} steps, 95% Student-t intervals.""",
     "quick_start": """```python
@@ -183,7 +183,8 @@ def model_card(checkpoint_dir, repo_id: str, eval_results: dict | None = None, t
               "objective": config.get("objective"), "factorization": config.get("factorization"),
               "position_encoding": config.get("position_encoding"), "repo_id": repo_id, "game": game,
               "env_name": game.title().replace("_", ""), "num_channels": config.get("num_channels"),
-              "max_episode_steps": evaluation.get("max_steps", 100), **_mcts_grammar(config.get("branch_order"))}
+              "max_episode_steps": evaluation.get("max_steps", 100), **_mcts_grammar(config.get("branch_order")),
+              "state_reader": _state_reader(config.get("state_encoder_size"))}
     texts = {name: text.format(**fields) for name, text in
              (_MINATAR_TEXT if domain == "minatar" else _MAZE_TEXT).items()}
     values = {
@@ -204,6 +205,14 @@ def model_card(checkpoint_dir, repo_id: str, eval_results: dict | None = None, t
     card = ModelCard(text)
     assert not _PLACEHOLDER.search(str(card)), "unfilled placeholder in the model card"
     return card
+
+
+def _state_reader(state_encoder_size: int | None) -> str:
+    """How the MinAtar model reads the observation (`PCConfig.state_encoder_size`)."""
+    if not state_encoder_size:
+        return "The transformer reads the state from its cell tokens."
+    return (f"Besides the cell tokens, an MLP state encoder (two hidden layers of {state_encoder_size} ReLU units) "
+            f"reads the whole observation; its vector is added to every token that is not a state cell.")
 
 
 def _mcts_grammar(branch_order: str | None) -> dict:

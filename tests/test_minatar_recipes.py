@@ -129,6 +129,7 @@ def test_train_minatar_pc_in_action_order(recipe, data_dir, tmp_path):
     # The model card states the grammar the checkpoint decodes.
     card = model_card(tmp_path / "final", "user/pc-breakout").text
     assert "<proc> (n<visits> q<value>)×K <path>" in card and "in action order, a0 first" in card
+    assert "The transformer reads the state from its cell tokens." in card  # no state encoder by default
 
 
 # --- training runs ----------------------------------------------------------------------------------------------
@@ -288,6 +289,8 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
     assert pc.config.branch_order == "action" and bc.config.branch_order == "visits"
     assert pc.config.state_encoder_size == bc.config.state_encoder_size == 8
     assert pc.model.state_encoder.net[0].weight.shape == (8, 100 * 4)
+    assert "an MLP state encoder (two hidden layers of 8 ReLU units)" in model_card(
+        tmp_path / "runs/breakout_pc/final", "user/pc-breakout").text
 
     # The latency script plays the run's PC, BC and expert, one environment at a time.
     latency = load_recipe("benchmarks/minatar_latency").main([str(tmp_path), "--games", "breakout", "--episodes", "1",
