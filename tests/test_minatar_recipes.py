@@ -306,8 +306,12 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
     # The probe reads the same directory: the expert data, the clones, and the validation seeds' diversity.
     probe = load_recipe("benchmarks/minatar_probe").main([str(tmp_path), "--games", "breakout", "--holdout-every", "2",
                                                           "--probe-steps", "5", "--max-decisions", "7",
-                                                          "--val-episodes", "6", "--diversity-steps", "5"])
+                                                          "--val-episodes", "6", "--diversity-steps", "5",
+                                                          "--play-episodes", "2", "--play-max-steps", "4"])
     (probed,) = probe["games"]
+    played = probed["probe_play"]  # the probe played as a policy: unseen eval-setting episodes, capped
+    assert played["episodes"] == 2 and played["max_steps"] == 4 and played["sticky_action_prob"] == 0.1
+    assert len(played["returns"]) == 2 and played["mean_return"] == pytest.approx(np.mean(played["returns"]))
     data = load_minatar_dataset(tmp_path / "data" / "breakout")["train"]
     actions, episodes = np.asarray(data["action"]), np.asarray(data["episode"])
     held = episodes % 2 == 0
@@ -320,8 +324,9 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
     # MinAtar Breakout starts in one of two states (the ball on the left or the right); a greedy policy's validation
     # in the training setting (no sticky actions) sees no more than two different episodes.
     assert probed["distinct_validation_episodes"] == 2
-    with pytest.raises(SystemExit):
-        load_recipe("benchmarks/minatar_probe").main([str(tmp_path), "--probe-steps", "0"])
+    for bad in (["--probe-steps", "0"], ["--play-episodes", "-1"], ["--probe-batch-size", "0"]):
+        with pytest.raises(SystemExit):
+            load_recipe("benchmarks/minatar_probe").main([str(tmp_path), *bad])
 
     # --combine merges per-game runs made with the same settings, and refuses runs made with others.
     benchmark = load_recipe("benchmarks/minatar_generalization")

@@ -9,10 +9,12 @@ For each game it reads what ``minatar_generalization.py --out DIR`` left in ``DI
 expert data ``data/GAME`` and, when present, the trained policies ``runs/GAME_{pc,bc}/final``.
 
 1. **Probe**: the decisions of every ``--holdout-every``-th expert episode are held out; a multilayer perceptron on
-   the flattened observation (two hidden layers of ``--probe-width``, ReLU; AdamW 1e-3, batches of 64,
-   ``--probe-steps`` steps) learns the expert's action from the other episodes. Its accuracy on held-out episodes is
-   what of the expert's choice a model that only has to read the observation can predict; the majority action's
-   share is the floor.
+   the flattened observation (two hidden layers of ``--probe-width``, ReLU; AdamW 1e-3, batches of
+   ``--probe-batch-size``, ``--probe-steps`` steps) learns the expert's action from the other episodes. Its accuracy
+   on held-out episodes is what of the expert's choice a model that only has to read the observation can predict;
+   the majority action's share is the floor. With ``--play-episodes N`` the probe also *plays*, greedily, N unseen
+   episodes in the evaluation setting (sticky actions 0.1, ramping on; the seeds and cap of the benchmark's final
+   evaluation): plain behavioral cloning by an MLP, the reference for what the clones could reach.
 2. **Clones**: the greedy action of each trained policy (`MinAtarPolicy.act`, its grammar and decoding as in
    evaluation) on up to ``--max-decisions`` of the expert's decisions. The policies were trained on every episode, so
    this is how well they fit their own training data; the probe's training accuracy is the figure to compare with.
@@ -38,6 +40,7 @@ import torch
 from pc_transformers.data import load_minatar_dataset
 from pc_transformers.data.minatar_dataset import minatar_config_from_card
 from pc_transformers.envs.minatar import MINATAR_GAMES, episode_seeds, make_minatar_env
+from pc_transformers.evaluation_minatar import evaluate_minatar_policy
 from pc_transformers.policy import PCPolicy
 
 
@@ -46,8 +49,23 @@ def game_dir(root: Path, game: str) -> Path:
     return root / game if (root / game / "data" / game).is_dir() else root
 
 
-def probe(obs: np.ndarray, actions: np.ndarray, episodes: np.ndarray, args) -> dict:
-    """Train the MLP probe on the decisions of the kept episodes; accuracy on those and on the held-out ones."""
+class ProbePolicy:
+    """The trained probe as a batched policy (``act(obs_batch, env_ids=...)``, as `evaluate_minatar_policy` plays
+    one): the greedy action among the game's ``num_actions``."""
+
+    def __init__(self, net: torch.nn.Module, num_actions: int):
+        self.net, self.num_actions = net, num_actions
+
+    @torch.no_grad()
+    def act(self, obs, return_procedure: bool = False, env_ids=None):
+        x = torch.as_tensor(np.asarray(obs).reshape(len(obs), -1), dtype=torch.float32)
+        actions = self.net(x)[:, : self.num_actions].argmax(-1).numpy()
+        return actions, [{"forward_passes": 1, "fallback": False} for _ in actions]
+
+
+def probe(obs: np.ndarray, actions: np.ndarray, episodes: np.ndarray, args) -> tuple[dict, torch.nn.Module]:
+    """Train the MLP probe on the decisions of the kept episodes; accuracy on those and on the held-out ones, and the
+    trained network."""
     generator = torch.Generator().manual_seed(args.seed)
     x = torch.as_tensor(obs.reshape(len(obs), -1), dtype=torch.float32)
     y = torch.as_tensor(actions, dtype=torch.long)
@@ -62,7 +80,7 @@ def probe(obs: np.ndarray, actions: np.ndarray, episodes: np.ndarray, args) -> d
                               torch.nn.Linear(args.probe_width, int(y.max()) + 1))
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
     for _ in range(args.probe_steps):
-        index = torch.randint(len(train_x), (64,), generator=generator)
+        index = torch.randint(len(train_x), (args.probe_batch_size,), generator=generator)
         loss = torch.nn.functional.cross_entropy(net(train_x[index]), train_y[index])
         optimizer.zero_grad()
         loss.backward()
@@ -73,7 +91,7 @@ def probe(obs: np.ndarray, actions: np.ndarray, episodes: np.ndarray, args) -> d
     majority = int(torch.bincount(train_y).argmax())
     return {"train_decisions": len(train_y), "heldout_decisions": len(test_y), "train_accuracy": train_acc,
             "heldout_accuracy": test_acc, "majority_action": majority,
-            "heldout_majority_accuracy": (test_y == majority).float().mean().item()}
+            "heldout_majority_accuracy": (test_y == majority).float().mean().item()}, net.eval()
 
 
 def clone_accuracy(policy_dir: Path, obs: np.ndarray, actions: np.ndarray, batch_size: int) -> float:
@@ -106,8 +124,16 @@ def measure(root: Path, game: str, args) -> dict:
     data = load_minatar_dataset(data_dir)["train"].with_format("numpy")
     obs, actions, episodes = (np.asarray(data[name]) for name in ("obs", "action", "episode"))
     setting = minatar_config_from_card(data_dir).setting  # where validation rollouts are played
-    result = {"game": game, "decisions": len(actions), "episodes": int(len(np.unique(episodes))),
-              "probe": probe(obs, actions, episodes, args)}
+    metrics, net = probe(obs, actions, episodes, args)
+    result = {"game": game, "decisions": len(actions), "episodes": int(len(np.unique(episodes))), "probe": metrics,
+              "probe_play": None}
+    if args.play_episodes:
+        num_actions = make_minatar_env(game, "eval").action_space.n
+        played = evaluate_minatar_policy(ProbePolicy(net, num_actions), game, "eval",
+                                         episode_seeds("eval", args.play_episodes), max_steps=args.play_max_steps)
+        result["probe_play"] = {k: played[k] for k in ("setting", "sticky_action_prob", "difficulty_ramping",
+                                                       "episodes", "max_steps", "mean_return", "return_ci95",
+                                                       "return_ci95_half_width", "returns", "ms_per_decision")}
     sample = np.random.default_rng(args.seed).permutation(len(actions))[: args.max_decisions]
     sample.sort()
     result["clone_accuracy"] = {}
@@ -122,23 +148,29 @@ def measure(root: Path, game: str, args) -> dict:
     result["distinct_validation_episodes"] = distinct_episodes(
         game, str(setting), episode_seeds("validation", args.val_episodes), args.diversity_steps, args.random_starts)
     result["random_starts"] = args.random_starts
-    p = result["probe"]
+    p, played = result["probe"], result["probe_play"]
     clones = ", ".join(f"{m.upper()} {a:.1%}" for m, a in result["clone_accuracy"].items()) or "no runs"
+    play = "" if played is None else (f"; the probe plays {played['mean_return']:.2f} ± "
+                                      f"{played['return_ci95_half_width'] or 0:.2f} in the eval setting")
     print(f"{game}: probe {p['train_accuracy']:.1%} train / {p['heldout_accuracy']:.1%} held out (majority "
           f"{p['heldout_majority_accuracy']:.1%}); clones on training decisions: {clones}; "
-          f"{result['distinct_validation_episodes']} distinct of {args.val_episodes} validation episodes", flush=True)
+          f"{result['distinct_validation_episodes']} distinct of {args.val_episodes} validation episodes{play}",
+          flush=True)
     return result
 
 
 def table(results: dict) -> str:
     lines = ["| game | majority action, held out | MLP probe, train / held out | PC on its training data | "
-             "BC on its training data | distinct validation episodes |", "|---|---|---|---|---|---|"]
+             "BC on its training data | distinct validation episodes | the probe's return, eval setting |",
+             "|---|---|---|---|---|---|---|"]
     for r in results["games"]:
-        p, c = r["probe"], r["clone_accuracy"]
+        p, c, played = r["probe"], r["clone_accuracy"], r.get("probe_play")
+        play = "not played" if played is None else (f"{played['mean_return']:.2f} ± "
+                                                    f"{played['return_ci95_half_width'] or 0:.2f}")
         lines.append(f"| {r['game']} | {p['heldout_majority_accuracy']:.1%} | {p['train_accuracy']:.1%} / "
                      f"{p['heldout_accuracy']:.1%} | " + " | ".join(f"{c[m]:.1%}" if m in c else "n/a"
                                                                   for m in ("pc", "bc"))
-                     + f" | {r['distinct_validation_episodes']} of {r['validation_seeds']} |")
+                     + f" | {r['distinct_validation_episodes']} of {r['validation_seeds']} | {play} |")
     return "\n".join(lines)
 
 
@@ -149,6 +181,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--holdout-every", type=int, default=5, help="hold out episodes whose index is a multiple")
     parser.add_argument("--probe-steps", type=int, default=2000, help="AdamW steps of the MLP probe")
     parser.add_argument("--probe-width", type=int, default=256, help="hidden units per layer of the probe")
+    parser.add_argument("--probe-batch-size", type=int, default=64, help="decisions per probe step")
+    parser.add_argument("--play-episodes", type=int, default=0,
+                        help="also play the probe greedily on N unseen episodes in the eval setting (0: do not)")
+    parser.add_argument("--play-max-steps", type=int, default=300, help="cap of those episodes")
     parser.add_argument("--max-decisions", type=int, default=2000, help="decisions the clones are scored on")
     parser.add_argument("--batch-size", type=int, default=64, help="observations per policy call")
     parser.add_argument("--val-episodes", type=int, default=16, help="validation seeds checked for diversity")
@@ -159,12 +195,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
-    for name in ("holdout_every", "probe_steps", "probe_width", "max_decisions", "batch_size", "val_episodes",
-                 "diversity_steps", "threads"):
+    for name in ("holdout_every", "probe_steps", "probe_width", "probe_batch_size", "max_decisions", "batch_size",
+                 "val_episodes", "diversity_steps", "threads", "play_max_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.random_starts < 0:
-        parser.error(f"--random-starts must be non-negative, got {args.random_starts}")
+    for name in ("random_starts", "play_episodes"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be non-negative, got {getattr(args, name)}")
     torch.set_num_threads(args.threads)
     results = {"hardware": f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} torch threads, "
                            f"torch {torch.__version__}", "args": vars(args),
