@@ -27,6 +27,9 @@ Token layout (grammar: ``tokenization_pc.py``; N = grid_size², M maps)::
   agent cell (``config.action_readout == "act_token"``): BC and auxiliary BC read the action at ``<act>`` itself,
   which attends to ``<s>`` and the state only and takes the position right after the state, so the action of
   ``<s> state <proc> … <act>`` equals that of ``<s> state <act>`` (auxiliary BC acts from the state, as BC does).
+* **MinAtar state encoder** (optional, ``config.state_encoder_size``): an MLP reads the whole observation (every
+  cell's channel bits) and its vector is added to every token that is not a state cell; a decoding step that holds no
+  state cell gets the state through ``state_input_ids`` (`PCForProcedureCloning.prepare_inputs_for_generation`).
 
 Glossary of dimension letters: B batch, T new tokens (queries), S all tokens (keys: cached + new), D hidden size,
 H heads, K head dim, V vocabulary, N grid cells, G grid side, R bias relations.
@@ -825,8 +828,8 @@ class PCModel(PCPreTrainedModel):
         elif bool((counts == 0).all()) and state_input_ids is not None and tuple(state_input_ids.shape) == (b, n):
             state = state_input_ids
         else:
-            row = int(((counts != n) & (counts != 0)).nonzero()[0]) if bool(((counts != n) & (counts != 0)).any()) \
-                else 0
+            partial = (counts != n) & (counts != 0)
+            row = int(partial.nonzero()[0]) if bool(partial.any()) else 0
             raise ValueError(f"state_encoder_size={cfg.state_encoder_size}: the state encoder reads the whole state: "
                              f"a call must hold all {n} state cells, or none of them and state_input_ids of shape "
                              f"{(b, n)}; example {row} holds {int(counts[row])} cells, state_input_ids "
