@@ -347,6 +347,36 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
     (other / "results.json").write_text(json.dumps(renamed))
     with pytest.raises(ValueError, match="other settings"):
         benchmark.main(["--combine", str(tmp_path), str(other), "--out", str(tmp_path / "both")])
+    # One game's methods from separate runs (PC alone, then BC and the baselines) merge back into the same game.
+    split = {}
+    for name, methods in (("pc_only", ["pc"]), ("the_rest", ["bc", "mcts", "random", "greedy"])):
+        split[name] = tmp_path / name
+        split[name].mkdir()
+        part = {**results, "args": {**results["args"], "methods": methods, "steps": len(methods)},
+                "games": [{**game, "runs": {m: game["runs"][m] for m in methods}}]}
+        (split[name] / "results.json").write_text(json.dumps(part))
+    merged = benchmark.main(["--combine", str(split["pc_only"]), str(split["the_rest"]), "--out",
+                             str(tmp_path / "joined")])
+    (joined,) = merged["games"]
+    assert joined["runs"] == game["runs"] and merged["args"]["methods"] == list(game["runs"])
+    assert {k: joined[k] for k in ("pc_ge_bc", "pc_within_10pct_of_mcts", "pc_latency_fraction")} == {
+        k: game[k] for k in ("pc_ge_bc", "pc_within_10pct_of_mcts", "pc_latency_fraction")}
+    assert joined["args_by_method"]["pc"]["steps"] == 1 and joined["args_by_method"]["mcts"]["steps"] == 4
+    with pytest.raises(ValueError, match=r"plays pc on 'breakout' again"):
+        benchmark.main(["--combine", str(split["pc_only"]), str(split["pc_only"]), "--out", str(tmp_path / "j2")])
+    freeway_pc = tmp_path / "freeway_pc"
+    freeway_pc.mkdir()
+    pc_only = json.loads((split["pc_only"] / "results.json").read_text())
+    pc_only["games"][0]["game"] = "freeway"
+    (freeway_pc / "results.json").write_text(json.dumps(pc_only))
+    pc_only["games"][0].update(game="breakout", data={**game["data"], "episodes": 99})
+    (freeway_pc / "results.json").write_text(json.dumps(pc_only))  # now breakout's PC, on other expert data
+    with pytest.raises(ValueError, match=r"other expert data for 'breakout'"):
+        benchmark.main(["--combine", str(split["the_rest"]), str(freeway_pc), "--out", str(tmp_path / "j4")])
+    pc_only["games"][0].update(game="freeway", data=game["data"])
+    (freeway_pc / "results.json").write_text(json.dumps(pc_only))
+    with pytest.raises(ValueError, match=r"'breakout' has no pc run .* every game needs the same methods"):
+        benchmark.main(["--combine", str(split["the_rest"]), str(freeway_pc), "--out", str(tmp_path / "j3")])
 
 
 @pytest.mark.parametrize(("item", "message"), [

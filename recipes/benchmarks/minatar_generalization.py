@@ -164,19 +164,47 @@ PROTOCOL = ("methods", "eval_episodes", "eval_max_steps", "latency_episodes", "l
 def combine(directories, out: Path) -> dict:
     """Merge the games of several runs' results.json into one and write it with its table and plot to ``out``.
 
-    The runs must share the hardware and the evaluation protocol (`PROTOCOL`: methods, evaluation episodes and caps,
-    threads, seed); their data and training settings may differ by game and are kept with each game (``args``)."""
+    The runs must share the hardware and the evaluation protocol (`PROTOCOL` but the methods: evaluation episodes and
+    caps, threads, seed); their data and training settings may differ by game and are kept with each game (``args``).
+    A game may come from several runs that played different methods on the same expert data (e.g. PC and BC trained
+    in parallel processes, the expert baselines in a third): its runs are merged, each method's settings kept in
+    ``args_by_method``. Every game must end up with the same methods."""
     parts = [json.loads((Path(d) / "results.json").read_text()) for d in directories]
     first = parts[0]
-    protocol = lambda part: {k: part["args"][k] for k in PROTOCOL}
+    protocol = lambda part: {k: part["args"][k] for k in PROTOCOL if k != "methods"}  # noqa: E731
     for directory, part in zip(directories, parts):
         if protocol(part) != protocol(first) or part["hardware"] != first["hardware"]:
             raise ValueError(f"{directory}/results.json was run with other settings than {directories[0]}: "
                              f"{protocol(part)} on {part['hardware']!r} vs {protocol(first)} on {first['hardware']!r}")
-    games = [{**game, "args": game.get("args", part["args"])} for part in parts for game in part["games"]]
+    games: dict[str, dict] = {}
+    for directory, part in zip(directories, parts):
+        for game in part["games"]:
+            args = game.get("args", part["args"])
+            if game["game"] not in games:
+                games[game["game"]] = {**game, "args": args}
+                continue
+            merged = games[game["game"]]
+            if game["data"] != merged["data"]:
+                raise ValueError(f"{directory}/results.json has other expert data for {game['game']!r} than the "
+                                 f"run it would merge with: {game['data']} vs {merged['data']}")
+            twice = sorted(set(game["runs"]) & set(merged["runs"]))
+            if twice:
+                raise ValueError(f"{directory}/results.json plays {', '.join(twice)} on {game['game']!r} again; each "
+                                 f"method of a game must come from one run")
+            by_method = merged.pop("args_by_method", {m: merged["args"] for m in merged["runs"]})
+            runs = {**merged["runs"], **game["runs"]}
+            by_method.update({m: args for m in game["runs"]})
+            runs = {m: runs[m] for m in METHODS if m in runs}
+            games[game["game"]] = {**merged, "runs": runs, **targets(runs), "args_by_method": by_method}
+    methods = [m for m in METHODS if any(m in g["runs"] for g in games.values())]
+    for game in games.values():
+        missing = [m for m in methods if m not in game["runs"]]
+        if missing:
+            raise ValueError(f"{game['game']!r} has no {', '.join(missing)} run among {list(map(str, directories))}; "
+                             f"every game needs the same methods")
     results = {"hardware": first["hardware"],
-               "args": {**protocol(first), "games": [g["game"] for g in games], "out": str(out)},
-               "combined_from": [str(d) for d in directories], "games": games}
+               "args": {**protocol(first), "methods": methods, "games": list(games), "out": str(out)},
+               "combined_from": [str(d) for d in directories], "games": list(games.values())}
     out.mkdir(parents=True, exist_ok=True)
     return write_outputs(results, out)
 
@@ -314,8 +342,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--combine", nargs="+", default=None, metavar="DIR",
-                        help="run nothing: merge the results.json of these output directories (one game each, e.g. "
-                             "from parallel runs with the same evaluation protocol) into --out's results.json, table and plot")
+                        help="run nothing: merge the results.json of these output directories (e.g. from parallel runs "
+                             "with the same evaluation protocol, one per game, or one per method of a game on the same "
+                             "expert data) into --out's results.json, table and plot")
     parser.add_argument("--quick", action="store_true",
                         help="tiny MCTS, 2 expert episodes, 3 training steps of a 1-layer model, 2 short episodes "
                              "per method (CI smoke)")
