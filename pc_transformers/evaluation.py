@@ -80,17 +80,16 @@ def evaluate_policy(policy, maze_seeds, size: int = 16, wall_type: str = "tunnel
     policy.reset()
     start = time.perf_counter()
     for _ in tqdm(range(max_steps), desc="rollouts", disable=not progress, leave=False):
-        active_ids = np.flatnonzero(active)
-        if len(active_ids) == 0:
+        ids = np.flatnonzero(active)
+        if len(ids) == 0:
             break
         actions, infos = [], []
-        for first in range(0, len(active_ids), batch_size or len(active_ids)):
-            ids = active_ids[first:first + (batch_size or len(active_ids))]
-            chunk_actions, chunk_infos = (policy.act(obs[ids], env_ids=ids, return_procedure=True) if compare
-                                          else policy.act(obs[ids], env_ids=ids))
-            actions.extend(chunk_actions)
-            infos.extend(chunk_infos)
-        ids = active_ids
+        chunk = batch_size or len(ids)
+        for part in (ids[first:first + chunk] for first in range(0, len(ids), chunk)):
+            part_actions, part_infos = (policy.act(obs[part], env_ids=part, return_procedure=True) if compare
+                                        else policy.act(obs[part], env_ids=part))
+            actions.extend(part_actions)
+            infos.extend(part_infos)
         if compare:
             for i, info in zip(ids, infos):
                 if info["procedure"] is None or info["cached"]:

@@ -39,7 +39,7 @@ import torch
 
 from pc_transformers.data import load_minatar_dataset
 from pc_transformers.data.minatar_dataset import minatar_config_from_card
-from pc_transformers.envs.minatar import MINATAR_GAMES, episode_seeds, make_minatar_env
+from pc_transformers.envs.minatar import MINATAR_GAMES, episode_seeds, make_minatar_env, minatar_game_info
 from pc_transformers.evaluation_minatar import evaluate_minatar_policy
 from pc_transformers.policy import PCPolicy
 
@@ -128,8 +128,7 @@ def measure(root: Path, game: str, args) -> dict:
     result = {"game": game, "decisions": len(actions), "episodes": int(len(np.unique(episodes))), "probe": metrics,
               "probe_play": None}
     if args.play_episodes:
-        num_actions = make_minatar_env(game, "eval").action_space.n
-        played = evaluate_minatar_policy(ProbePolicy(net, num_actions), game, "eval",
+        played = evaluate_minatar_policy(ProbePolicy(net, minatar_game_info(game).num_actions), game, "eval",
                                          episode_seeds("eval", args.play_episodes), max_steps=args.play_max_steps)
         result["probe_play"] = {k: played[k] for k in ("setting", "sticky_action_prob", "difficulty_ramping",
                                                        "episodes", "max_steps", "mean_return", "return_ci95",
