@@ -302,6 +302,22 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
                                                                                                         "mcts"))
     assert timed["pc_over_mcts"] == timed["ms_per_decision"]["pc"] / timed["ms_per_decision"]["mcts"]
     assert timed["forward_passes_per_decision"]["bc"] == 1 and timed["forward_passes_per_decision"]["mcts"] is None
+    # A game's PC and BC from separate --out directories (runs made with --methods pc, then --methods bc).
+    for method in ("pc", "bc"):
+        (tmp_path / f"only_{method}" / "runs").mkdir(parents=True)
+        run = f"runs/breakout_{method}"
+        (tmp_path / f"only_{method}" / run).symlink_to(tmp_path / run)
+    (tmp_path / "only_pc" / "data").symlink_to(tmp_path / "data")
+    apart = load_recipe("benchmarks/minatar_latency").main([str(tmp_path / "only_pc"), str(tmp_path / "only_bc"),
+                                                            "--games", "breakout", "--episodes", "1", "--max-steps",
+                                                            "2", "--repeats", "1"])
+    (apart_game,) = apart["games"]
+    assert apart_game["forward_passes_per_decision"]["bc"] == 1 and apart_game["branch_order"] == "action"
+    latency_main = load_recipe("benchmarks/minatar_latency").main
+    with pytest.raises(FileNotFoundError, match=r"no bc run of 'breakout'.*only_pc"):
+        latency_main([str(tmp_path / "only_pc"), "--games", "breakout"])
+    with pytest.raises(ValueError, match=r"pc of 'breakout' was found in .*give only one"):
+        latency_main([str(tmp_path), str(tmp_path / "only_pc"), "--games", "breakout"])
 
     # The probe reads the same directory: the expert data, the clones, and the validation seeds' diversity.
     probe = load_recipe("benchmarks/minatar_probe").main([str(tmp_path), "--games", "breakout", "--holdout-every", "2",

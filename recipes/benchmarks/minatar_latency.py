@@ -5,7 +5,13 @@
 
 Reads what ``minatar_generalization.py --out DIR`` left in ``DIR/GAME`` (or ``DIR`` itself for a combined run's game
 directories): the PC and BC policies ``runs/GAME_{pc,bc}/final`` and the expert's settings from the data card
-``data/GAME``. For each game it plays the same evaluation seeds (eval setting) with PC, BC and the MCTS expert,
+``data/GAME`` beside the PC run. Several directories may be given when a game's methods ran as separate processes
+(``--methods pc`` in one ``--out``, ``--methods bc`` in another)::
+
+    python recipes/benchmarks/minatar_latency.py outputs/benchmarks/minatar21/breakout_pc \
+        outputs/benchmarks/minatar21/breakout_bc --games breakout
+
+ For each game it plays the same evaluation seeds (eval setting) with PC, BC and the MCTS expert,
 one environment and one decision at a time (batch 1), and reports milliseconds per decision; the three alternate
 ``--repeats`` times so that a change of the machine's load touches all of them. The ratio PC / MCTS is the figure
 to quote: this machine is shared and its absolute speed varies from day to day.
@@ -31,16 +37,23 @@ from pc_transformers.evaluation_minatar import MCTSActor, evaluate_minatar_polic
 from pc_transformers.policy import PCPolicy
 
 
-def game_dir(root: Path, game: str) -> Path:
-    """``root/game`` when the game's run has its own directory there, else ``root``."""
-    return root / game if (root / game / "runs").is_dir() else root
+def find_run(roots: list[Path], game: str, method: str) -> Path:
+    """The one directory among ``roots`` (each as is, or its ``game`` subdirectory) that holds ``runs/GAME_METHOD``."""
+    tried = [base for root in roots for base in (root / game, root)]
+    found = [base for base in tried if (base / "runs" / f"{game}_{method}" / "final").is_dir()]
+    if not found:
+        raise FileNotFoundError(f"no {method} run of {game!r}: none of {[str(b) for b in tried]} holds "
+                                f"runs/{game}_{method}/final")
+    if len(found) > 1:
+        raise ValueError(f"{method} of {game!r} was found in {[str(b) for b in found]}; give only one of them")
+    return found[0]
 
 
-def measure(root: Path, game: str, seeds, max_steps: int, repeats: int) -> dict:
-    base = game_dir(root, game)
+def measure(roots: list[Path], game: str, seeds, max_steps: int, repeats: int) -> dict:
+    bases = {method: find_run(roots, game, method) for method in ("pc", "bc")}
     players = {method: PCPolicy.from_pretrained(base / "runs" / f"{game}_{method}" / "final")
-               for method in ("pc", "bc")}
-    mcts = minatar_config_from_card(base / "data" / game).mcts_config
+               for method, base in bases.items()}
+    mcts = minatar_config_from_card(bases["pc"] / "data" / game).mcts_config
     players["mcts"] = MCTSActor(mcts)
     times = {method: [] for method in players}
     passes = {}
@@ -60,7 +73,8 @@ def measure(root: Path, game: str, seeds, max_steps: int, repeats: int) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", help="the --out directory of minatar_generalization.py")
+    parser.add_argument("runs", nargs="+", help="the --out directory of minatar_generalization.py, or several when "
+                                                "a game's PC and BC ran separately")
     parser.add_argument("--games", nargs="+", default=["breakout", "freeway", "asterix"], choices=MINATAR_GAMES)
     parser.add_argument("--episodes", type=int, default=2, help="evaluation seeds played by each player")
     parser.add_argument("--max-steps", type=int, default=50, help="decisions per episode at most")
@@ -73,9 +87,10 @@ def main(argv=None) -> dict:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     torch.set_num_threads(args.threads)
     seeds = episode_seeds("eval", args.episodes)
+    roots = [Path(r) for r in args.runs]
     results = {"hardware": f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} torch threads, "
                            f"torch {torch.__version__}", "args": vars(args),
-               "games": [measure(Path(args.runs), game, seeds, args.max_steps, args.repeats) for game in args.games]}
+               "games": [measure(roots, game, seeds, args.max_steps, args.repeats) for game in args.games]}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return results
