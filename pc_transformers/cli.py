@@ -7,6 +7,7 @@
     pc-transformers train pc_minatar_breakout                    # MinAtar: MCTS expert data, PC, eval setting
     pc-transformers finetune --checkpoint outputs/pc_maze8/final --size 16 --output_dir outputs/ft16
     pc-transformers evaluate outputs/demo/pc/final --mazes 100 --starts 5
+    pc-transformers evaluate outputs/pc_minatar_breakout/final --episodes 100   # its game, eval setting
     pc-transformers push outputs/demo/pc/final --repo-id me/pc-maze16     # reads final/results.json
     pc-transformers push-dataset outputs/demo/data --repo-id me/maze16-bfs
     pc-transformers visualize outputs/demo/pc/final --maze-seed 1000000 --out figures
@@ -98,7 +99,8 @@ def _add_demo(subparsers) -> None:
 def _add_evaluate(subparsers) -> None:
     from .evaluation import add_evaluate_arguments
 
-    evaluate = subparsers.add_parser("evaluate", help="roll a PCPolicy checkpoint out on held-out mazes")
+    evaluate = subparsers.add_parser("evaluate", help="roll a PCPolicy checkpoint out on held-out mazes or "
+                                                           "MinAtar episodes")
     add_evaluate_arguments(evaluate)
 
 

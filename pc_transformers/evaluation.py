@@ -158,20 +158,30 @@ def read_layouts(path) -> list[str]:
 def add_evaluate_arguments(parser) -> None:
     """The options of ``recipes/evaluate.py`` and ``pc-transformers evaluate`` (one definition for both)."""
     parser.add_argument("checkpoint", help="a PCPolicy directory (PCPolicy.save_pretrained, or the demo's output)")
-    parser.add_argument("--mazes", type=int, default=100, help="held-out maze seeds: maze_splits(0, N).test")
-    parser.add_argument("--starts", type=int, default=5, help="random starts per maze")
-    parser.add_argument("--wall-type", default="tunnel", help="tunnel, blocks, blocks:N or empty")
-    parser.add_argument("--size", type=int, default=None, help="maze side (default: the checkpoint's grid_size)")
-    parser.add_argument("--max-steps", type=int, default=100, help="episode cap")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help=f"episode cap (default: {MAZE_MAX_STEPS} for mazes, {MINATAR_MAX_STEPS} for MinAtar)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the random starts and fallback actions")
-    parser.add_argument("--layouts", default=None, help="text file of layouts separated by blank lines; "
-                                                        "evaluated instead of the seeds")
     parser.add_argument("--json", default=None, dest="json_out", help="write the results to this JSON file")
-    parser.add_argument("--no-procedure-cache", action="store_false", dest="procedure_cache",
-                        help="generate a procedure at every step (and compare every one with the expert)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="at most N environments per policy call (default: all at once); bounds memory, "
                              "results unchanged")
+    maze = parser.add_argument_group("maze checkpoints")
+    maze.add_argument("--mazes", type=int, default=None, help="held-out maze seeds: maze_splits(0, N).test (100)")
+    maze.add_argument("--starts", type=int, default=None, help="random starts per maze (5)")
+    maze.add_argument("--wall-type", default=None, help="tunnel (the default), blocks, blocks:N or empty")
+    maze.add_argument("--size", type=int, default=None, help="maze side (default: the checkpoint's grid_size)")
+    maze.add_argument("--layouts", default=None, help="text file of layouts separated by blank lines; "
+                                                      "evaluated instead of the seeds")
+    maze.add_argument("--no-procedure-cache", action="store_false", dest="procedure_cache",
+                      help="generate a procedure at every step (and compare every one with the expert)")
+    minatar = parser.add_argument_group("MinAtar checkpoints")
+    minatar.add_argument("--game", default=None,
+                         help="the game to play (default: the one in the checkpoint's train_config.yaml)")
+    minatar.add_argument("--episodes", type=int, default=None,
+                         help=f"held-out episode seeds: episode_seeds('eval', N) ({MINATAR_EPISODES})")
+    minatar.add_argument("--setting", default=None, choices=["eval", "train"],
+                         help="eval: sticky actions 0.1 and difficulty ramping (the default, unseen by the expert "
+                              "data); train: neither")
 
 
 def json_safe(value):
@@ -183,18 +193,33 @@ def json_safe(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def run_evaluation(checkpoint, mazes: int = 100, starts: int = 5, wall_type: str = "tunnel", size: int | None = None,
-                   max_steps: int = 100, seed: int = 0, layouts=None, json_out=None, procedure_cache: bool = True,
-                   progress: bool = False, batch_size: int | None = None) -> dict:
-    """Load a `PCPolicy` checkpoint and roll it out on held-out mazes (or a layouts file); returns the results.
+MAZE_MAX_STEPS, MINATAR_MAX_STEPS, MINATAR_EPISODES = 100, 300, 20
+_MAZE_ONLY = ("mazes", "starts", "wall_type", "size", "layouts")
+_MINATAR_ONLY = ("game", "episodes", "setting")
 
-    The result holds the settings (``checkpoint``, ``mazes``, ...) and every key of `evaluate_policy`, procedure
-    accuracy included for grid PC. With ``json_out`` the results are also written there.
+
+def run_evaluation(checkpoint, mazes: int | None = None, starts: int | None = None, wall_type: str | None = None,
+                   size: int | None = None, max_steps: int | None = None, seed: int = 0, layouts=None, json_out=None,
+                   procedure_cache: bool = True, progress: bool = False, batch_size: int | None = None,
+                   game: str | None = None, episodes: int | None = None, setting: str | None = None) -> dict:
+    """Load a `PCPolicy` checkpoint and roll it out in configurations its training data never held; returns the
+    results.
+
+    A maze checkpoint plays held-out mazes (``mazes`` × ``starts``, default 100 × 5, tunnel walls; or the mazes of a
+    ``layouts`` file), capped at ``max_steps`` (100). The result holds the settings (``checkpoint``, ``mazes``, ...)
+    and every key of `evaluate_policy`, procedure accuracy included for grid PC.
+
+    A MinAtar checkpoint plays ``episodes`` (20) held-out episode seeds of ``game`` (default: the game in the
+    checkpoint's ``train_config.yaml``, which ``recipes/train.py`` writes) in ``setting`` (``"eval"``: sticky actions
+    0.1 and difficulty ramping), capped at ``max_steps`` (300). The result holds the settings and every key of
+    `pc_transformers.evaluation_minatar.evaluate_minatar_policy` (mean return with its 95% t-interval, ...).
+
+    With ``json_out`` the results are also written there.
 
     Raises:
         FileNotFoundError: for a missing checkpoint directory or layouts file.
-        ValueError: for a ``size`` (or a layout's shape) other than the checkpoint's ``grid_size``, a bad layout, or
-            non-positive counts.
+        ValueError: for a ``size`` (or a layout's shape) other than the checkpoint's ``grid_size``, a bad layout,
+            non-positive counts, an option of the other domain, or a MinAtar checkpoint with no game to play.
     """
     from .policy import PCPolicy  # torch and transformers: only when a checkpoint is really evaluated
 
@@ -202,11 +227,35 @@ def run_evaluation(checkpoint, mazes: int = 100, starts: int = 5, wall_type: str
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} is not a PCPolicy directory (expected a config.json "
                                 f"written by PCPolicy.save_pretrained)")
-    for name, value in (("mazes", mazes), ("starts", starts), ("max_steps", max_steps),
-                        ("batch_size", 1 if batch_size is None else batch_size)):
-        if value < 1:
+    for name, value in (("mazes", mazes), ("starts", starts), ("max_steps", max_steps), ("batch_size", batch_size),
+                        ("episodes", episodes)):
+        if value is not None and value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
     policy = PCPolicy.from_pretrained(path, procedure_cache=procedure_cache, seed=seed)
+    options = {"mazes": mazes, "starts": starts, "wall_type": wall_type, "size": size, "layouts": layouts,
+               "game": game, "episodes": episodes, "setting": setting}
+    domain = getattr(policy.model.config, "domain", "maze")
+    foreign = [name for name in (_MINATAR_ONLY if domain == "maze" else _MAZE_ONLY) if options[name] is not None]
+    if foreign:
+        raise ValueError(f"{', '.join(f'{name}={options[name]!r}' for name in foreign)}: only for "
+                         f"{'MinAtar' if domain == 'maze' else 'maze'} checkpoints, and {str(path)!r} is a {domain} "
+                         f"checkpoint")
+    if domain == "minatar":
+        results = _evaluate_minatar_checkpoint(policy, path, game, episodes or MINATAR_EPISODES, setting or "eval",
+                                               max_steps or MINATAR_MAX_STEPS, seed, batch_size, progress)
+    else:
+        results = _evaluate_maze_checkpoint(policy, path, mazes or 100, starts or 5, wall_type or "tunnel", size,
+                                            max_steps or MAZE_MAX_STEPS, seed, layouts, procedure_cache, progress,
+                                            batch_size)
+    results = json_safe(results)
+    if json_out is not None:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _evaluate_maze_checkpoint(policy, path: Path, mazes, starts, wall_type, size, max_steps, seed, layouts,
+                              procedure_cache, progress, batch_size) -> dict:
     grid_size = policy.model.config.grid_size
     if size is not None and size != grid_size:
         raise ValueError(f"--size {size} does not match the checkpoint's grid_size={grid_size}")
@@ -220,19 +269,40 @@ def run_evaluation(checkpoint, mazes: int = 100, starts: int = 5, wall_type: str
     metrics = evaluate_policy(policy, seeds, size=grid_size, wall_type=wall_type, starts_per_maze=starts,
                               max_steps=max_steps, seed=seed, layouts=layout_list, progress=progress,
                               procedure_accuracy=True, batch_size=batch_size)
-    results = {
+    return {
         "checkpoint": str(path), "mazes": len(layout_list) if layout_list is not None else mazes,
         "starts": starts, "wall_type": "layout" if layout_list is not None else wall_type, "size": grid_size,
         "max_steps": max_steps, "seed": seed, "layouts": None if layouts is None else str(layouts),
         "procedure_cache": procedure_cache, "batch_size": batch_size, "objective": policy.model.config.objective,
         **metrics,
     }
-    results["success_ci95"] = list(results["success_ci95"])
-    results = json_safe(results)
-    if json_out is not None:
-        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_out).write_text(json.dumps(results, indent=2))
-    return results
+
+
+def checkpoint_game(path: Path) -> str | None:
+    """The MinAtar game a checkpoint was trained on, from the ``train_config.yaml`` that ``recipes/train.py`` saves
+    beside it (None without one)."""
+    import yaml
+
+    config_file = path / "train_config.yaml"
+    if not config_file.is_file():
+        return None
+    return (yaml.safe_load(config_file.read_text()).get("minatar") or {}).get("game")
+
+
+def _evaluate_minatar_checkpoint(policy, path: Path, game, episodes, setting, max_steps, seed, batch_size,
+                                 progress) -> dict:
+    from .envs.minatar import episode_seeds
+    from .evaluation_minatar import evaluate_minatar_policy
+
+    trained_on = checkpoint_game(path)
+    game = game or trained_on
+    if game is None:
+        raise ValueError(f"{str(path)!r} is a MinAtar checkpoint without a train_config.yaml naming its game; "
+                         f"pass --game (breakout, freeway, ...)")
+    metrics = evaluate_minatar_policy(policy, game, setting, episode_seeds("eval", episodes), max_steps=max_steps,
+                                      batch_size=batch_size, progress=progress)
+    return {"checkpoint": str(path), "trained_on": trained_on, "seed": seed,
+            "objective": policy.model.config.objective, **metrics}
 
 
 def format_table(results: dict) -> str:
@@ -241,6 +311,20 @@ def format_table(results: dict) -> str:
     def number(value, fmt="{:.3f}"):
         return "n/a" if value is None else fmt.format(value)
 
+    if "mean_return" in results:  # a MinAtar checkpoint
+        low, high = results["return_ci95"]
+        rows = [
+            ("mean return", f"{results['mean_return']:.2f}  (95% CI {number(low, '{:.2f}')}-{number(high, '{:.2f}')})"),
+            ("episodes", f"{results['episodes']}  ({results['game']}, {results['setting']} setting: sticky actions "
+                         f"{results['sticky_action_prob']}, difficulty ramping {results['difficulty_ramping']})"),
+            ("mean length", f"{results['mean_length']:.1f}  ({results['truncated_episodes']} capped at "
+                            f"{results['max_steps']})"),
+            ("fallback rate", number(results["fallback_rate"])),
+            ("forward passes / decision", number(results["mean_forward_passes"], "{:.2f}")),
+            ("ms / decision", number(results["ms_per_decision"], "{:.2f}")),
+        ]
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
     low, high = results["success_ci95"]
     rows = [
         ("success rate", f"{results['success_rate']:.3f}  (95% CI {low:.3f}-{high:.3f})"),

@@ -90,7 +90,7 @@ def test_layouts_file_with_two_layouts(untrained_checkpoint, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("problem", ["missing_checkpoint", "missing_layouts", "bad_layout", "size", "layout_size",
-                                     "batch_size"])
+                                     "batch_size", "minatar_option"])
 def test_cli_errors_exit_2_naming_the_value(problem, untrained_checkpoint, tmp_path, capsys):
     checkpoint, extra, named = str(untrained_checkpoint), [], None
     if problem == "missing_checkpoint":
@@ -106,6 +106,8 @@ def test_cli_errors_exit_2_naming_the_value(problem, untrained_checkpoint, tmp_p
         extra, named = ["--size", "9"], "--size 9"
     elif problem == "batch_size":
         extra, named = ["--batch-size", "0"], "batch_size must be at least 1, got 0"
+    elif problem == "minatar_option":
+        extra, named = ["--episodes", "3", "--setting", "train"], "episodes=3, setting='train': only for MinAtar"
     else:
         path = tmp_path / "small.txt"
         path.write_text("#####\n#S..#\n#.#.#\n#..G#\n#####\n")

@@ -31,7 +31,9 @@ from pc_transformers.data import (
     load_minatar_dataset,
     save_minatar_dataset,
 )
+from pc_transformers.cli import main as cli_main
 from pc_transformers.envs.minatar import episode_seeds, make_minatar_env
+from pc_transformers.evaluation import run_evaluation
 from pc_transformers.evaluation_minatar import (
     GreedyActor,
     MCTSActor,
@@ -134,9 +136,10 @@ def test_train_minatar_pc_in_action_order(recipe, data_dir, tmp_path):
 
 # --- training runs ----------------------------------------------------------------------------------------------
 
-def test_train_minatar_pc_writes_results_and_resumes_to_identical_weights(recipe, data_dir, tmp_path):
+def test_train_minatar_pc_writes_results_and_resumes_to_identical_weights(recipe, data_dir, tmp_path, capsys):
     """PC on breakout, 4 steps with dropout, checkpoints and validation every 2; final/ holds a MinAtarPolicy and
-    results.json the eval-setting return ± t-interval; a run interrupted after step 2 resumes bit-identically."""
+    results.json the eval-setting return ± t-interval, which ``pc-transformers evaluate`` reproduces; a run
+    interrupted after step 2 resumes bit-identically."""
     config = recipe.load_config(config_path("pc_minatar_breakout"), [
         *TINY, f"output_dir={tmp_path}", f"dataset={data_dir}", "train.max_steps=4", "save_every=2", "eval.every=2",
         "eval.keep_best=false", "model.hidden_dropout=0.2", "save_total_limit=null"])
@@ -166,6 +169,31 @@ def test_train_minatar_pc_writes_results_and_resumes_to_identical_weights(recipe
     assert card.data.eval_results[0].metric_type == "mean_return" and "minatar" in card.data.tags
     curve = model_card(final, "user/pc-breakout", curve=saved["evaluations"]).text
     assert "validation mean return" in curve and f"| {saved['evaluations'][-1]['step']} |" in curve
+
+    # `pc-transformers evaluate` plays the checkpoint's game (from its train_config.yaml) on the same held-out seeds
+    # in the eval setting: the training run's final returns again.
+    out = tmp_path / "evaluate.json"
+    assert cli_main(["evaluate", str(final), "--episodes", "3", "--max-steps", "10", "--batch-size", "2",
+                     "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "mean return" in printed and "breakout, eval setting: sticky actions 0.1" in printed
+    evaluated = json.loads(out.read_text())
+    assert (evaluated["returns"], evaluated["seeds"]) == (saved["returns"], saved["seeds"])
+    assert evaluated["trained_on"] == evaluated["game"] == "breakout" and evaluated["batch_size"] == 2
+    assert evaluated["mean_return"] == pytest.approx(saved["mean_return"]) and evaluated["max_steps"] == 10
+    train_setting = run_evaluation(final, episodes=2, setting="train", max_steps=4)
+    assert (train_setting["sticky_action_prob"], train_setting["difficulty_ramping"]) == (0.0, False)
+    assert train_setting["seeds"] == list(episode_seeds("eval", 2)) and train_setting["mean_length"] <= 4
+    for bad, named in ((["--mazes", "2"], "mazes=2: only for maze checkpoints"),
+                       (["--game", "asterix"], "chooses among 3 actions but 'asterix' has 5"),
+                       (["--episodes", "0"], "episodes must be at least 1, got 0")):
+        assert cli_main(["evaluate", str(final), *bad]) == 2
+        assert named in capsys.readouterr().err, bad
+    no_game = tmp_path / "no_game"
+    shutil.copytree(final, no_game, ignore=shutil.ignore_patterns("train_config.yaml"))
+    with pytest.raises(ValueError, match="without a train_config.yaml naming its game; pass --game"):
+        run_evaluation(no_game, episodes=1, max_steps=2)
+    assert run_evaluation(no_game, game="breakout", episodes=1, max_steps=2)["trained_on"] is None
 
     uninterrupted = weights(final)
     checkpoints = tmp_path / "checkpoints"
