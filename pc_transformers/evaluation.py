@@ -194,7 +194,7 @@ def json_safe(value):
 
 
 MAZE_MAX_STEPS, MINATAR_MAX_STEPS, MINATAR_EPISODES = 100, 300, 20
-_MAZE_ONLY = ("mazes", "starts", "wall_type", "size", "layouts")
+_MAZE_ONLY = ("mazes", "starts", "wall_type", "size", "layouts", "procedure_cache")
 _MINATAR_ONLY = ("game", "episodes", "setting")
 
 
@@ -233,7 +233,8 @@ def run_evaluation(checkpoint, mazes: int | None = None, starts: int | None = No
             raise ValueError(f"{name} must be at least 1, got {value}")
     policy = PCPolicy.from_pretrained(path, procedure_cache=procedure_cache, seed=seed)
     options = {"mazes": mazes, "starts": starts, "wall_type": wall_type, "size": size, "layouts": layouts,
-               "game": game, "episodes": episodes, "setting": setting}
+               "procedure_cache": None if procedure_cache else False, "game": game, "episodes": episodes,
+               "setting": setting}
     domain = getattr(policy.model.config, "domain", "maze")
     foreign = [name for name in (_MINATAR_ONLY if domain == "maze" else _MAZE_ONLY) if options[name] is not None]
     if foreign:

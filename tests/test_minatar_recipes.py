@@ -186,7 +186,8 @@ def test_train_minatar_pc_writes_results_and_resumes_to_identical_weights(recipe
     assert train_setting["seeds"] == list(episode_seeds("eval", 2)) and train_setting["mean_length"] <= 4
     for bad, named in ((["--mazes", "2"], "mazes=2: only for maze checkpoints"),
                        (["--game", "asterix"], "chooses among 3 actions but 'asterix' has 5"),
-                       (["--episodes", "0"], "episodes must be at least 1, got 0")):
+                       (["--episodes", "0"], "episodes must be at least 1, got 0"),
+                       (["--no-procedure-cache"], "procedure_cache=False: only for maze checkpoints")):
         assert cli_main(["evaluate", str(final), *bad]) == 2
         assert named in capsys.readouterr().err, bad
     no_game = tmp_path / "no_game"
