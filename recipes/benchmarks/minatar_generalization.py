@@ -271,6 +271,7 @@ def plot(results: dict, out: Path) -> None:
 
     methods = results["args"]["methods"]
     games = [g["game"] for g in results["games"]]
+    labels = [game.replace("_", "\n") for game in games]  # "space_invaders" on two lines: no overlapping ticks
     width = 0.8 / len(methods)
     fig, (ax, ax_ms) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
     for i, method in enumerate(methods):
@@ -278,7 +279,7 @@ def plot(results: dict, out: Path) -> None:
         x = np.arange(len(games)) + (i - (len(methods) - 1) / 2) * width
         half = [0.0 if r["return_ci95_half_width"] is None else r["return_ci95_half_width"] for r in runs]
         ax.bar(x, [r["mean_return"] for r in runs], width, yerr=half, capsize=3, label=method, color=COLORS[method])
-    ax.set_xticks(np.arange(len(games)), games)
+    ax.set_xticks(np.arange(len(games)), labels)
     ax.set(ylabel="mean return (95% t-interval)", title="Unseen eval setting: sticky actions 0.1, ramping on")
     ax.legend(fontsize=8)
     timed = [m for m in ("pc", "bc", "mcts") if m in methods]
@@ -287,7 +288,7 @@ def plot(results: dict, out: Path) -> None:
         ms = [(g["runs"][method].get("latency_batch1") or g["runs"][method])["ms_per_decision"]
               for g in results["games"]]
         ax_ms.bar(x, ms, 0.8 / len(timed), label=method, color=COLORS[method])
-    ax_ms.set_xticks(np.arange(len(games)), games)
+    ax_ms.set_xticks(np.arange(len(games)), labels)
     ax_ms.set_yscale("log")
     ax_ms.set(ylabel="ms per decision (one environment, log scale)", title="Decision latency")
     ax_ms.legend(fontsize=8)
