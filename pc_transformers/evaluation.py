@@ -166,8 +166,9 @@ def add_evaluate_arguments(parser) -> None:
                         help="at most N environments per policy call (default: all at once); bounds memory, "
                              "results unchanged")
     maze = parser.add_argument_group("maze checkpoints")
-    maze.add_argument("--mazes", type=int, default=None, help="held-out maze seeds: maze_splits(0, N).test (100)")
-    maze.add_argument("--starts", type=int, default=None, help="random starts per maze (5)")
+    maze.add_argument("--mazes", type=int, default=None,
+                      help=f"held-out maze seeds: maze_splits(0, N).test ({MAZE_MAZES})")
+    maze.add_argument("--starts", type=int, default=None, help=f"random starts per maze ({MAZE_STARTS})")
     maze.add_argument("--wall-type", default=None, help="tunnel (the default), blocks, blocks:N or empty")
     maze.add_argument("--size", type=int, default=None, help="maze side (default: the checkpoint's grid_size)")
     maze.add_argument("--layouts", default=None, help="text file of layouts separated by blank lines; "
@@ -193,7 +194,7 @@ def json_safe(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-MAZE_MAX_STEPS, MINATAR_MAX_STEPS, MINATAR_EPISODES = 100, 300, 20
+MAZE_MAZES, MAZE_STARTS, MAZE_MAX_STEPS, MINATAR_EPISODES, MINATAR_MAX_STEPS = 100, 5, 100, 20, 300
 _MAZE_ONLY = ("mazes", "starts", "wall_type", "size", "layouts", "procedure_cache")
 _MINATAR_ONLY = ("game", "episodes", "setting")
 
@@ -245,9 +246,9 @@ def run_evaluation(checkpoint, mazes: int | None = None, starts: int | None = No
         results = _evaluate_minatar_checkpoint(policy, path, game, episodes or MINATAR_EPISODES, setting or "eval",
                                                max_steps or MINATAR_MAX_STEPS, seed, batch_size, progress)
     else:
-        results = _evaluate_maze_checkpoint(policy, path, mazes or 100, starts or 5, wall_type or "tunnel", size,
-                                            max_steps or MAZE_MAX_STEPS, seed, layouts, procedure_cache, progress,
-                                            batch_size)
+        results = _evaluate_maze_checkpoint(policy, path, mazes or MAZE_MAZES, starts or MAZE_STARTS,
+                                            wall_type or "tunnel", size, max_steps or MAZE_MAX_STEPS, seed, layouts,
+                                            procedure_cache, progress, batch_size)
     results = json_safe(results)
     if json_out is not None:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
@@ -324,22 +325,21 @@ def format_table(results: dict) -> str:
             ("forward passes / decision", number(results["mean_forward_passes"], "{:.2f}")),
             ("ms / decision", number(results["ms_per_decision"], "{:.2f}")),
         ]
-        width = max(len(name) for name, _ in rows)
-        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
-    low, high = results["success_ci95"]
-    rows = [
-        ("success rate", f"{results['success_rate']:.3f}  (95% CI {low:.3f}-{high:.3f})"),
-        ("episodes", f"{results['episodes']}  ({results['mazes']} mazes x {results['starts']} starts)"),
-        ("mean length / optimum", number(results["mean_length_ratio"])),
-        ("fallback rate", number(results["fallback_rate"])),
-        ("forward passes / step", number(results["mean_forward_passes"], "{:.2f}")),
-        ("env steps / s", number(results["env_steps_per_s"], "{:.1f}")),
-    ]
-    if results.get("procedure_step_accuracy") is not None or results.get("procedure_decisions") is not None:
-        rows += [
-            ("procedure step accuracy", number(results["procedure_step_accuracy"])),
-            ("procedure exact rate", f"{number(results['procedure_exact_rate'])}  "
-                                     f"({results['procedure_decisions']} generated procedures)"),
+    else:
+        low, high = results["success_ci95"]
+        rows = [
+            ("success rate", f"{results['success_rate']:.3f}  (95% CI {low:.3f}-{high:.3f})"),
+            ("episodes", f"{results['episodes']}  ({results['mazes']} mazes x {results['starts']} starts)"),
+            ("mean length / optimum", number(results["mean_length_ratio"])),
+            ("fallback rate", number(results["fallback_rate"])),
+            ("forward passes / step", number(results["mean_forward_passes"], "{:.2f}")),
+            ("env steps / s", number(results["env_steps_per_s"], "{:.1f}")),
         ]
+        if results.get("procedure_step_accuracy") is not None or results.get("procedure_decisions") is not None:
+            rows += [
+                ("procedure step accuracy", number(results["procedure_step_accuracy"])),
+                ("procedure exact rate", f"{number(results['procedure_exact_rate'])}  "
+                                         f"({results['procedure_decisions']} generated procedures)"),
+            ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
