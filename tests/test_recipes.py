@@ -47,6 +47,33 @@ def run(args, env=None, cwd=None, timeout=300) -> subprocess.CompletedProcess:
     return proc
 
 
+def run_launched(args, timeout: int) -> subprocess.CompletedProcess:
+    """`run` for an ``accelerate launch`` of several processes. If it outlives ``timeout``, each worker, then the
+    launcher, gets SIGABRT in turn, so that with ``PYTHONFAULTHANDLER`` each prints where it waits, and the test fails
+    with those stacks instead of a bare timeout (a hang seen once in CI was not reproducible). The workers run in
+    sessions of their own (torch elastic starts them so), hence the signals per process rather than per group."""
+    import signal
+
+    import psutil
+
+    proc = subprocess.Popen([str(a) for a in args], env=subprocess_env(PYTHONFAULTHANDLER="1"), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        launched = psutil.Process(proc.pid)
+        for process in [*launched.children(recursive=True), launched]:
+            try:
+                process.send_signal(signal.SIGABRT)
+                psutil.wait_procs([process], timeout=5)  # one stack at a time: they share stderr
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        out, err = proc.communicate()
+        pytest.fail(f"{args[:2]} still running after {timeout} s; the processes' stacks:\n{err[-12000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def weights(path) -> dict:
     return load_file(str(Path(path) / "model.safetensors"))
 
@@ -258,10 +285,10 @@ def test_train_two_processes(tmp_path):
     with socket.socket() as sock:  # a free port: never the default 29500 another (or a stale) job may hold
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+    proc = run_launched(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                 "--main_process_port", port, "--mixed_precision", "no", "--dynamo_backend", "no", TRAIN, "--config", config_path("pc_maze8"),
                 *TINY, f"output_dir={tmp_path}", "train.max_steps=4", "save_every=2", "eval.every=2",
-                "train.ema_decay=0.5"], timeout=540)
+                "train.ema_decay=0.5"], timeout=300)
     assert proc.returncode == 0, proc.stderr[-6000:]
     results = json.loads((tmp_path / "final" / "results.json").read_text())
     assert results["training"]["processes"] == 2 and results["training"]["steps"] == 4
