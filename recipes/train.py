@@ -570,7 +570,7 @@ def main(config: TrainConfig, resume: bool = False) -> dict:
         state = json.loads((checkpoint / "trainer_state.json").read_text())
         if run.ema is not None:  # the checkpoint's policy/ holds the moving average (safetensors)
             run.ema.module.load_state_dict(load_file(checkpoint / "policy" / "model.safetensors"))
-            run.ema.n_averaged.fill_(state["ema_updates"])
+            run.ema.n_averaged.fill_(state["step"])  # one update per optimizer step
         accelerator.print(f"resuming from {checkpoint} (step {state['step']})")
     micro_steps = args.max_steps * args.gradient_accumulation_steps
     sampler = StepBatchSampler(len(examples), micro_batch, micro_steps, config.seed,
@@ -607,7 +607,6 @@ def main(config: TrainConfig, resume: bool = False) -> dict:
         step = state["step"]
         if run.ema is not None:
             run.ema.update_parameters(accelerator.unwrap_model(model))
-            state["ema_updates"] = int(run.ema.n_averaged)
         is_log_step = step % config.log_every == 0 or step == args.max_steps
         is_eval_step = config.eval.every > 0 and step % config.eval.every == 0
         is_save_step = (config.save_every > 0 and step % config.save_every == 0) or step == args.max_steps
