@@ -348,6 +348,44 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
     with pytest.raises(ValueError, match=r"pc of 'breakout' was found in .*give only one"):
         latency_main([str(tmp_path), str(tmp_path / "only_pc"), "--games", "breakout"])
 
+    # minatar_paired.py: PC against BC as a paired interval over `pc-transformers evaluate` JSONs of the same seeds,
+    # with the benchmark's expert runs beside them.
+    evaluated = {}
+    for method in ("pc", "bc"):
+        path = tmp_path / f"evaluate_{method}.json"
+        assert cli_main(["evaluate", str(tmp_path / f"runs/breakout_{method}/final"), "--episodes", "2",
+                         "--max-steps", "10", "--json", str(path)]) == 0
+        evaluated[method] = json.loads(path.read_text())
+        assert evaluated[method]["returns"] == game["runs"][method]["returns"]  # the benchmark's own episodes
+    paired_main = load_recipe("benchmarks/minatar_paired").main
+    pairs = ["--pair", "breakout", str(tmp_path / "evaluate_pc.json"), str(tmp_path / "evaluate_bc.json")]
+    paired = paired_main([*pairs, "--experts", "breakout", str(tmp_path / "results.json"), "--out",
+                          str(tmp_path / "paired")])
+    (row,) = paired["games"]
+    differences = np.subtract(evaluated["pc"]["returns"], evaluated["bc"]["returns"])
+    assert row["pc_minus_bc"]["mean"] == pytest.approx(differences.mean())
+    assert row["pc_ge_bc"] == (differences.mean() >= 0) and set(row) >= {"mcts", "random", "greedy"}
+    assert row["mcts"]["mean_return"] == game["runs"]["mcts"]["mean_return"]
+    # The interval against scipy, on BC returns shifted so that the differences spread (tiny runs often tie at 0).
+    shifted = {**evaluated["bc"], "returns": [r + s for r, s in zip(evaluated["bc"]["returns"], (1.0, 4.0))]}
+    (tmp_path / "evaluate_bc_shifted.json").write_text(json.dumps(shifted))
+    (row,) = paired_main([*pairs[:3], str(tmp_path / "evaluate_bc_shifted.json"), "--out", str(tmp_path / "p1")])[
+        "games"]
+    differences -= (1.0, 4.0)
+    low, high = stats.t.interval(0.95, 1, loc=differences.mean(), scale=stats.sem(differences))
+    assert (row["pc_minus_bc"]["low"], row["pc_minus_bc"]["high"]) == (pytest.approx(low), pytest.approx(high))
+    assert not row["significant"] and "no significant difference" in (tmp_path / "p1" / "table.md").read_text()
+    assert "| breakout | 2 |" in (tmp_path / "paired" / "table.md").read_text()
+    assert (tmp_path / "paired" / "breakout_experts.json").read_text() == (tmp_path / "results.json").read_text()
+    assert cli_main(["evaluate", str(tmp_path / "runs/breakout_bc/final"), "--episodes", "3", "--max-steps", "10",
+                     "--json", str(tmp_path / "evaluate_bc3.json")]) == 0
+    with pytest.raises(ValueError, match=r"breakout BC played seeds=3 seeds from .* needs the same episodes"):
+        paired_main([*pairs[:3], str(tmp_path / "evaluate_bc3.json"), "--out", str(tmp_path / "p2")])
+    with pytest.raises(ValueError, match=r"given for 'freeway' played 'breakout'"):
+        paired_main(["--pair", "freeway", *pairs[2:], "--out", str(tmp_path / "p3")])
+    with pytest.raises(SystemExit):  # experts for a game without a pair
+        paired_main([*pairs, "--experts", "asterix", str(tmp_path / "results.json"), "--out", str(tmp_path / "p4")])
+
     # The probe reads the same directory: the expert data, the clones, and the validation seeds' diversity.
     probe = load_recipe("benchmarks/minatar_probe").main([str(tmp_path), "--games", "breakout", "--holdout-every", "2",
                                                           "--probe-steps", "5", "--max-decisions", "7",
