@@ -649,6 +649,13 @@ def main(config: TrainConfig, resume: bool = False) -> dict:
     # other one waiting forever at exit.
     accelerator.wait_for_everyone()
     accelerator.end_training()  # closes the trackers and the process group
+    if accelerator.num_processes > 1:
+        # The gloo group itself is freed with the DDP wrapper that holds it, when this function's locals go, and its
+        # destructor joins gloo's worker threads while holding the GIL. A worker may still be releasing the last
+        # collective's tensors, which takes the GIL: a deadlock, seen as a run that never exits (py-spy: main thread
+        # in ~ProcessGroupGloo -> thread::join, worker in ~AsyncWork -> gil_scoped_acquire). Sleeping releases the
+        # GIL so that the worker finishes first.
+        time.sleep(0.5)
     return results
 
 
