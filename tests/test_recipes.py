@@ -50,8 +50,9 @@ def run(args, env=None, cwd=None, timeout=300) -> subprocess.CompletedProcess:
 def run_launched(args, timeout: int) -> subprocess.CompletedProcess:
     """`run` for an ``accelerate launch`` of several processes. If it outlives ``timeout``, each worker, then the
     launcher, gets SIGABRT in turn, so that with ``PYTHONFAULTHANDLER`` each prints where it waits, and the test fails
-    with those stacks instead of a bare timeout (a hang seen once in CI was not reproducible). The workers run in
-    sessions of their own (torch elastic starts them so), hence the signals per process rather than per group."""
+    with those stacks instead of a bare timeout (how the exit deadlock at the end of `recipes/train.py`'s `main` was
+    found). The workers run in sessions of their own (torch elastic starts them so), hence the signals per process
+    rather than per group."""
     import signal
 
     import psutil
