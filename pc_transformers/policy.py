@@ -305,7 +305,9 @@ class MinAtarPolicy(PCPolicy):
     @torch.no_grad()
     def decode(self, prompts: torch.Tensor, grammar) -> tuple[torch.Tensor, list[int]]:
         """Greedy decoding of ``prompts`` under ``grammar`` with a `DynamicCache`; returns the sequences and, per row,
-        the forward passes the batch ran until that row's action was fixed.
+        the forward passes the batch ran until the last token the grammar left open in that row (what follows it,
+        ``<act>``'s action and ``</s>``, is forced). Under ranked branches the action is already the first procedure
+        token; the count still covers the whole procedure, which is what acting costs.
 
         The sequences are token for token those of ``model.generate(prompts, do_sample=False,
         prefix_allowed_tokens_fn=grammar, eos_token_id=…, pad_token_id=…)`` (tests/test_minatar_model.py checks it),

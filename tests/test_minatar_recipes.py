@@ -298,12 +298,13 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
     proc = subprocess.run([sys.executable, REPO / "recipes" / "benchmarks" / "minatar_generalization.py", "--quick",
                            "--games", "breakout", "--out", tmp_path, "--game-mcts", "breakout:rollout_hold=0.5",
                            "freeway:merge_equivalent=false", "--branch-order", "action",
-                           "--lr-scheduler", "cosine", "--state-encoder-size", "8"], env=env, capture_output=True,
+                           "--lr-scheduler", "cosine", "--state-encoder-size", "8",
+                           "--methods", "pc", "bc", "aux_bc", "mcts", "random", "greedy"], env=env, capture_output=True,
                           text=True, timeout=280, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads((tmp_path / "results.json").read_text())
     (game,) = results["games"]
-    assert game["game"] == "breakout" and set(game["runs"]) == {"pc", "bc", "mcts", "random", "greedy"}
+    assert game["game"] == "breakout" and set(game["runs"]) == {"pc", "bc", "aux_bc", "mcts", "random", "greedy"}
     for method, run in game["runs"].items():
         assert run["episodes"] == 2 and run["setting"] == "eval" and len(run["returns"]) == 2, method
     assert game["runs"]["pc"]["latency_batch1"]["ms_per_decision"] > 0 and game["pc_ge_bc"] in (True, False)
@@ -313,10 +314,13 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
     assert "| breakout |" in (tmp_path / "table.md").read_text()
     # --game-mcts reached the expert of its game only (the data card records the settings).
     assert game["data"]["mcts"]["rollout_hold"] == 0.5 and game["data"]["mcts"]["merge_equivalent"] is True
-    # PC trained in action order, BC as ever; both with the MLP state encoder.
-    pc, bc = (PCPolicy.from_pretrained(tmp_path / f"runs/breakout_{m}/final").model for m in ("pc", "bc"))
-    assert pc.config.branch_order == "action" and bc.config.branch_order == "visits"
-    assert pc.config.state_encoder_size == bc.config.state_encoder_size == 8
+    # PC and auxiliary BC trained in action order, BC as ever; all with the MLP state encoder.
+    pc, bc, aux = (PCPolicy.from_pretrained(tmp_path / f"runs/breakout_{m}/final").model for m in ("pc", "bc", "aux_bc"))
+    assert pc.config.branch_order == aux.config.branch_order == "action" and bc.config.branch_order == "visits"
+    assert [m.config.objective for m in (pc, bc, aux)] == ["pc", "bc", "aux_bc"]
+    assert pc.config.state_encoder_size == bc.config.state_encoder_size == aux.config.state_encoder_size == 8
+    # Auxiliary BC acts like BC, one pass per decision (its action is read at <act> from the state alone).
+    assert game["runs"]["aux_bc"]["latency_batch1"]["mean_forward_passes"] == 1
     assert pc.model.state_encoder.net[0].weight.shape == (8, 100 * 4)
     assert "an MLP state encoder (two hidden layers of 8 ReLU units)" in model_card(
         tmp_path / "runs/breakout_pc/final", "user/pc-breakout").text
@@ -432,7 +436,7 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
         benchmark.main(["--combine", str(tmp_path), str(other), "--out", str(tmp_path / "both")])
     # One game's methods from separate runs (PC alone, then BC and the baselines) merge back into the same game.
     split = {}
-    for name, methods in (("pc_only", ["pc"]), ("the_rest", ["bc", "mcts", "random", "greedy"])):
+    for name, methods in (("pc_only", ["pc"]), ("the_rest", ["bc", "aux_bc", "mcts", "random", "greedy"])):
         split[name] = tmp_path / name
         split[name].mkdir()
         part = {**results, "args": {**results["args"], "methods": methods, "steps": len(methods)},
@@ -444,7 +448,7 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
     assert joined["runs"] == game["runs"] and merged["args"]["methods"] == list(game["runs"])
     assert {k: joined[k] for k in ("pc_ge_bc", "pc_within_10pct_of_mcts", "pc_latency_fraction")} == {
         k: game[k] for k in ("pc_ge_bc", "pc_within_10pct_of_mcts", "pc_latency_fraction")}
-    assert joined["args_by_method"]["pc"]["steps"] == 1 and joined["args_by_method"]["mcts"]["steps"] == 4
+    assert joined["args_by_method"]["pc"]["steps"] == 1 and joined["args_by_method"]["mcts"]["steps"] == 5
     with pytest.raises(ValueError, match=r"plays pc on 'breakout' again"):
         benchmark.main(["--combine", str(split["pc_only"]), str(split["pc_only"]), "--out", str(tmp_path / "j2")])
     freeway_pc = tmp_path / "freeway_pc"

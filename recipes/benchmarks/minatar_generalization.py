@@ -18,7 +18,8 @@ Per game (default breakout, freeway, asterix):
    for a moving average of the weights); validation rollouts in the train setting every ``--eval-every`` steps on
    validation seeds (``--val-random-starts``: up to N random actions first, to vary the start). ``--branch-order
    action`` trains PC on the search branches in action order (`PCConfig.branch_order`; the data then record every
-   action's branch).
+   action's branch). ``--methods ... aux_bc`` adds auxiliary BC, trained alike: its action is read from the state
+   alone and the procedure (in ``--branch-order``) is an auxiliary target.
 3. **Evaluation in the unseen eval setting** (sticky actions 0.1, difficulty ramping on) on ``--eval-episodes``
    evaluation seeds (never seen in training or validation), episodes capped at ``--eval-max-steps``: PC, BC, the
    MCTS expert with the data's settings, a uniformly random player and a greedy one-step planner. Mean return ± 95%
@@ -64,8 +65,11 @@ from pc_transformers.policy import PCPolicy
 from pc_transformers.procedures.mcts import MCTSConfig
 from pc_transformers.recipes import load_recipe
 
-METHODS = ("pc", "bc", "mcts", "random", "greedy")
-COLORS = {"pc": "tab:blue", "bc": "tab:orange", "mcts": "tab:green", "random": "tab:gray", "greedy": "tab:purple"}
+METHODS = ("pc", "bc", "aux_bc", "mcts", "random", "greedy")
+TRAINED = ("pc", "bc", "aux_bc")  # the clones recipes/train.py trains, one `objective` each
+DEFAULT_METHODS = ("pc", "bc", "mcts", "random", "greedy")  # aux_bc on request (--methods ... aux_bc)
+COLORS = {"pc": "tab:blue", "bc": "tab:orange", "aux_bc": "tab:brown", "mcts": "tab:green", "random": "tab:gray",
+          "greedy": "tab:purple"}
 
 
 def data_for(out: Path, game: str, args) -> tuple[MinAtarDataConfig, Path]:
@@ -97,7 +101,7 @@ def train(recipe, objective: str, data_config, data_dir: Path, args, run_dir: Pa
         model={"objective": objective, "hidden_size": args.hidden_size, "num_hidden_layers": args.layers,
                "num_attention_heads": args.heads, "intermediate_size": 4 * args.hidden_size,
                "state_encoder_size": args.state_encoder_size,
-               **({"branch_order": args.branch_order} if objective == "pc" else {})},
+               **({"branch_order": args.branch_order} if objective != "bc" else {})},
         train=recipe.OptimArgs(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                lr_scheduler=args.lr_scheduler, warmup_steps=min(50, args.steps // 10),
                                ema_decay=args.ema_decay),
@@ -117,7 +121,7 @@ def run_game(recipe, game: str, args, out: Path) -> dict:
     for method in args.methods:
         print(f"== {game}: {method}", flush=True)
         wall = time.perf_counter()
-        if method in ("pc", "bc"):
+        if method in TRAINED:
             run_dir = out / "runs" / f"{game}_{method}"
             results = train(recipe, method, data_config, data_dir, args, run_dir)
             policy = PCPolicy.from_pretrained(run_dir / "final")
@@ -258,8 +262,8 @@ def table(results: dict) -> str:
 
 
 def steps(runs: dict) -> str:
-    """The optimizer steps PC and BC trained for (n/a if neither ran)."""
-    found = sorted({runs[m]["training"]["steps"] for m in ("pc", "bc") if m in runs})
+    """The optimizer steps the clones trained for (n/a if none ran)."""
+    found = sorted({runs[m]["training"]["steps"] for m in TRAINED if m in runs})
     return " / ".join(map(str, found)) or "n/a"
 
 
@@ -301,7 +305,9 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="outputs/benchmarks/minatar", help="output directory")
     parser.add_argument("--games", nargs="+", default=["breakout", "freeway", "asterix"], choices=MINATAR_GAMES)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS,
+                        help="aux_bc: BC whose state representation also predicts the procedure (PCConfig objective "
+                             "'aux_bc'; in --branch-order), the action read from the state alone")
     parser.add_argument("--episodes", type=int, default=40, help="expert episodes per game (training seeds)")
     parser.add_argument("--max-episode-steps", type=int, default=200, help="cap on an expert episode")
     parser.add_argument("--simulations", type=int, default=100, help="MCTS simulations per decision (data and "
