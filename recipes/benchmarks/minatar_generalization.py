@@ -321,9 +321,10 @@ def main(argv=None) -> dict:
                         help="an MCTSConfig field for one game only, e.g. freeway:rollout_hold=0.95")
     parser.add_argument("--num-workers", type=int, default=2, help="processes for the expert (data and baseline)")
     parser.add_argument("--branch-order", default="visits", choices=["visits", "action"],
-                        help="PC's serialization of the root branches (PCConfig.branch_order); 'action' records "
-                             "every action's branch in the data (top_k raised to the game's action count)")
-    parser.add_argument("--steps", type=int, default=600, help="optimizer steps of PC and of BC")
+                        help="PC's (and aux-BC's) serialization of the root branches (PCConfig.branch_order); "
+                             "'action' records every action's branch in the data (top_k raised to the game's action "
+                             "count)")
+    parser.add_argument("--steps", type=int, default=600, help="optimizer steps of each clone (PC, BC, aux-BC)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--lr-scheduler", default="constant_with_warmup",
