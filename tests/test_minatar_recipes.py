@@ -373,12 +373,15 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
     # The interval against scipy, on BC returns shifted so that the differences spread (tiny runs often tie at 0).
     shifted = {**evaluated["bc"], "returns": [r + s for r, s in zip(evaluated["bc"]["returns"], (1.0, 4.0))]}
     (tmp_path / "evaluate_bc_shifted.json").write_text(json.dumps(shifted))
-    (row,) = paired_main([*pairs[:3], str(tmp_path / "evaluate_bc_shifted.json"), "--out", str(tmp_path / "p1")])[
-        "games"]
+    (row,) = paired_main([*pairs[:3], str(tmp_path / "evaluate_bc_shifted.json"), "--out", str(tmp_path / "p1"),
+                          "--pc-label", "PC (ranked)", "--bc-label", "aux-BC"])["games"]
     differences -= (1.0, 4.0)
     low, high = stats.t.interval(0.95, 1, loc=differences.mean(), scale=stats.sem(differences))
     assert (row["pc_minus_bc"]["low"], row["pc_minus_bc"]["high"]) == (pytest.approx(low), pytest.approx(high))
-    assert not row["significant"] and "no significant difference" in (tmp_path / "p1" / "table.md").read_text()
+    p1_table = (tmp_path / "p1" / "table.md").read_text()
+    assert not row["significant"] and "no significant difference" in p1_table
+    assert "| PC (ranked) | aux-BC |" in p1_table and "PC (ranked) − aux-BC, paired over seeds" in p1_table
+    assert json.loads((tmp_path / "p1" / "paired.json").read_text())["bc_label"] == "aux-BC"
     assert "| breakout | 2 |" in (tmp_path / "paired" / "table.md").read_text()
     assert (tmp_path / "paired" / "breakout_experts.json").read_text() == (tmp_path / "results.json").read_text()
     assert cli_main(["evaluate", str(tmp_path / "runs/breakout_bc/final"), "--episodes", "3", "--max-steps", "10",

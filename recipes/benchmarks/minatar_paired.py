@@ -10,7 +10,8 @@ PC and BC must have played the same seeds in the same setting with the same step
 then one paired sample: the interval is the Student-t interval of the per-seed differences PC − BC, which removes the
 variance the seeds share (a hard start is hard for both) and so is tighter than comparing two separate intervals.
 Expert runs (``minatar_generalization.py --methods mcts random greedy --eval-episodes N``) are shown beside them
-when their seeds are the same.
+when their seeds are the same. The second checkpoint may be another clone (``--bc-label aux-BC``: PC against
+auxiliary BC); the table then names it.
 
 Writes ``OUT/table.md``, ``OUT/paired.json`` and a copy of every input (``GAME_pc.json``, ``GAME_bc.json``,
 ``GAME_experts.json``), so the directory holds what the table was built from.
@@ -84,16 +85,17 @@ def summarize(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in methods} | methods
 
 
-def format_table(rows: list[dict], pc_label: str) -> str:
+def format_table(rows: list[dict], pc_label: str, bc_label: str = "BC") -> str:
     def cell(result):
         return f"{result['mean_return']:.2f} ± {result['return_ci95_half_width']:.2f}" if result else "not run"
 
-    lines = [(f"| game | episodes | {pc_label} | BC | MCTS expert | random | greedy | "
-              "PC − BC, paired over seeds (95% CI) | verdict | PC / MCTS |"), "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [(f"| game | episodes | {pc_label} | {bc_label} | MCTS expert | random | greedy | "
+              f"{pc_label} − {bc_label}, paired over seeds (95% CI) | verdict | {pc_label} / MCTS |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         d = row["pc_minus_bc"]
         verdict = ("no significant difference" if not row["significant"]
-                   else "PC > BC" if d["mean"] > 0 else "PC < BC")
+                   else f"{pc_label} > {bc_label}" if d["mean"] > 0 else f"{pc_label} < {bc_label}")
         lines.append(f"| {row['game']} | {row['episodes']} | {cell(row['pc'])} | {cell(row['bc'])} | "
                      f"{cell(row.get('mcts'))} | {cell(row.get('random'))} | {cell(row.get('greedy'))} | "
                      f"{d['mean']:+.2f} ({d['low']:+.2f} to {d['high']:+.2f}) | {verdict} | "
@@ -111,6 +113,9 @@ def main(argv=None) -> dict:
                              "on the same seeds")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--pc-label", default="PC", help="the PC column's heading, e.g. 'PC (ranked)'")
+    parser.add_argument("--bc-label", default="BC",
+                        help="the BC column's heading, when the second checkpoint is another clone, e.g. 'aux-BC' "
+                             "(PC against auxiliary BC); paired.json keeps the keys pc, bc and pc_minus_bc")
     args = parser.parse_args(argv)
 
     games = [game for game, _, _ in args.pair]
@@ -135,14 +140,15 @@ def main(argv=None) -> dict:
     for source, name in copies:
         if Path(source).resolve() != (args.out / name).resolve():
             shutil.copyfile(source, args.out / name)
-    summary = {"pc_label": args.pc_label, "games": [summarize(row) for row in rows]}
+    summary = {"pc_label": args.pc_label, "bc_label": args.bc_label, "games": [summarize(row) for row in rows]}
     (args.out / "paired.json").write_text(json.dumps(summary, indent=2) + "\n")
     first = rows[0]["pc"]
     head = (f"{first['setting']} setting (sticky actions {first['sticky_action_prob']}, difficulty ramping "
             f"{'on' if first['difficulty_ramping'] else 'off'}), episodes capped at {first['max_steps']} steps; mean "
-            "return ± 95% Student-t half-width; PC − BC is the t-interval of the per-seed differences (same seeds). "
+            "return ± 95% Student-t half-width; the difference is the t-interval of the per-seed differences (same "
+            "seeds). "
             "Inputs: the `GAME_*.json` files beside this table; built by `recipes/benchmarks/minatar_paired.py`.\n\n")
-    table = head + format_table(rows, args.pc_label)
+    table = head + format_table(rows, args.pc_label, args.bc_label)
     (args.out / "table.md").write_text(table)
     print(table)
     return summary
