@@ -253,20 +253,25 @@ def _tile_geometry(grid: int, w: int, device):
     ``(tiles, halo²)`` and ``(tiles, TILE²)`` (cell index, -1 for padding cells)."""
     key = (grid, w, str(device))
     if key not in _TILE_GEOMETRY:
-        padded = -(-grid // TILE) * TILE
-        rows, cols = torch.meshgrid(torch.arange(padded), torch.arange(padded), indexing="ij")
-        coords = torch.stack([rows, cols]).float()[None]  # (1, 2, P, P)
-        q = F.unfold(coords, kernel_size=TILE, stride=TILE).view(2, TILE * TILE, -1).permute(2, 1, 0)
-        # The keys' coordinates come from `_tiles` itself, so they are in whatever order it lays the halo out. It pads
-        # with zeros: shift the coordinates by one and read zero as "off the grid".
-        planes = coords[0, :, :grid, :grid].reshape(2, grid * grid).T[None, None] + 1  # (1, 1, N, 2)
-        tiles = q.shape[0]
-        k = _tiles(planes, grid, TILE + 2 * w, w).view(tiles, (TILE + 2 * w) ** 2, 2)
-        on_grid = (k > 0).all(-1) & (k <= grid).all(-1)
-        k = k - 1
-        q_cell = torch.where((q < grid).all(-1), q[..., 0] * grid + q[..., 1], -1)
-        _TILE_GEOMETRY[key] = tuple(t.to(device) for t in (q.long(), k.long(), on_grid, q_cell.long()))
+        with torch.inference_mode(False):  # kept for training too, even when first built while a policy acts
+            _TILE_GEOMETRY[key] = _build_tile_geometry(grid, w, device)
     return _TILE_GEOMETRY[key]
+
+
+def _build_tile_geometry(grid: int, w: int, device):
+    padded = -(-grid // TILE) * TILE
+    rows, cols = torch.meshgrid(torch.arange(padded), torch.arange(padded), indexing="ij")
+    coords = torch.stack([rows, cols]).float()[None]  # (1, 2, P, P)
+    q = F.unfold(coords, kernel_size=TILE, stride=TILE).view(2, TILE * TILE, -1).permute(2, 1, 0)
+    # The keys' coordinates come from `_tiles` itself, so they are in whatever order it lays the halo out. It pads
+    # with zeros: shift the coordinates by one and read zero as "off the grid".
+    planes = coords[0, :, :grid, :grid].reshape(2, grid * grid).T[None, None] + 1  # (1, 1, N, 2)
+    tiles = q.shape[0]
+    k = _tiles(planes, grid, TILE + 2 * w, w).view(tiles, (TILE + 2 * w) ** 2, 2)
+    on_grid = (k > 0).all(-1) & (k <= grid).all(-1)
+    k = k - 1
+    q_cell = torch.where((q < grid).all(-1), q[..., 0] * grid + q[..., 1], -1)
+    return tuple(t.to(device) for t in (q.long(), k.long(), on_grid, q_cell.long()))
 
 
 class PCAttention(nn.Module):
@@ -411,12 +416,16 @@ class PCStateEncoder(nn.Module):
 
     def channel_bits(self, device) -> torch.Tensor:
         if self._bits is None or self._bits.device != device:
-            masks = torch.arange(len(self.state_token_ids), device=device)  # state_token_ids[m] is bitmask m
-            bits = (masks[:, None] >> torch.arange(self.num_channels, device=device)) & 1
-            table = torch.zeros(self.vocab_size, self.num_channels, device=device)
-            table[torch.tensor(self.state_token_ids, device=device)] = bits.float()
-            self._bits = table
+            with torch.inference_mode(False):  # kept for training too, even when first built while a policy acts
+                self._bits = self._channel_table(device)
         return self._bits
+
+    def _channel_table(self, device) -> torch.Tensor:
+        masks = torch.arange(len(self.state_token_ids), device=device)  # state_token_ids[m] is bitmask m
+        bits = (masks[:, None] >> torch.arange(self.num_channels, device=device)) & 1
+        table = torch.zeros(self.vocab_size, self.num_channels, device=device)
+        table[torch.tensor(self.state_token_ids, device=device)] = bits.float()
+        return table
 
     def forward(self, state_ids: torch.Tensor) -> torch.Tensor:
         """``state_ids`` ``(B, N)`` cell tokens → ``(B, D)``."""

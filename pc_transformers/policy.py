@@ -127,7 +127,7 @@ class PCPolicy:
             self._cache.pop(index, None)
 
     # ----------------------------------------------------------------------------------------------------- acting
-    @torch.no_grad()
+    @torch.inference_mode()
     def act(self, obs, return_procedure: bool = False, env_ids=None):
         """Action(s) for one observation ``(3, H, W)`` or a batch ``(B, 3, H, W)``; returns ``(action, info)``.
 
@@ -252,7 +252,7 @@ class MinAtarPolicy(PCPolicy):
 
     domain = "minatar"
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def act(self, obs, return_procedure: bool = False, env_ids=None):
         """Action(s) for one observation ``(10, 10, C)`` or a batch ``(B, 10, 10, C)``; returns ``(action, info)`` or
         ``(actions (B,) int64, infos)``.

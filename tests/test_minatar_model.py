@@ -760,6 +760,26 @@ def test_bc_policies_read_the_action_in_one_pass(tok, make_config, frames, objec
     assert all(i["procedure"] is None and i["forward_passes"] == 1 and not i["fallback"] for i in infos)
 
 
+def test_training_after_the_policy_acted_gives_the_same_gradients(tok, make_config, make_batch, frames):
+    """Acting runs under ``torch.inference_mode``; what the model builds lazily there (the state encoder's channel
+    table) must still serve training afterwards: same loss and gradients as a copy that never acted."""
+    config = make_config(state_encoder_size=16)
+    acted = perturb(PCForProcedureCloning(config)).eval()
+    fresh = PCForProcedureCloning(config)
+    fresh.load_state_dict(acted.state_dict())
+    MinAtarPolicy(acted, tok).act(frames)
+    assert acted.model.state_encoder._bits is not None and not acted.model.state_encoder._bits.is_inference()
+    batch = make_batch(config)
+    grads = []
+    for model in (acted.train(), fresh.train()):
+        torch.manual_seed(0)  # the same dropout, if any
+        loss = model(**batch).loss
+        loss.backward()
+        grads.append([loss.detach()] + [p.grad for p in model.parameters()])
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
 def test_policy_save_load_gives_identical_actions(tmp_path, tok, make_config, frames):
     model = perturb(PCForProcedureCloning(make_config())).eval()
     policy = MinAtarPolicy(model, tok, max_procedure_steps=12, seed=3)

@@ -16,6 +16,7 @@ import torch
 
 import pc_transformers  # noqa: F401  (registers pc_transformers/Maze-v0)
 from pc_transformers import PCForProcedureCloning
+from pc_transformers.data import PCDataCollator, build_examples, generate_maze_dataset
 from pc_transformers.envs import MazeEnv
 from pc_transformers.evaluation import evaluate_policy, wilson_interval
 from pc_transformers.grid import NUM_ACTIONS
@@ -242,6 +243,33 @@ def test_procedure_cache_is_keyed_by_maze_and_agent_coverage(overfit):
 
 
 # ------------------------------------------------------------------------------------------------- persistence
+@pytest.mark.parametrize("grid_size", [8, 7])  # the windowed attention's halo slices, and its im2col fallback
+def test_training_after_the_policy_acted_gives_the_same_gradients(make_config, tokenizer, grid_size):
+    """Acting runs under ``torch.inference_mode``; what it builds lazily (the memoized tile geometry of the windowed
+    attention) must still serve training afterwards: same loss and gradients as a model that never acted."""
+    from pc_transformers import modeling_pc
+
+    config = make_config(grid_size=grid_size, relative_clip=2)
+    torch.manual_seed(0)
+    acted, fresh = PCForProcedureCloning(config), PCForProcedureCloning(config)
+    fresh.load_state_dict(acted.state_dict())
+    modeling_pc._TILE_GEOMETRY.clear()  # built anew, first inside the policy's inference mode
+    obs = MazeEnv(size=grid_size, maze_seed=0).reset(seed=0)[0]
+    PCPolicy(acted, tokenizer, max_procedure_steps=2, procedure_cache=False).act(obs)
+    assert modeling_pc._TILE_GEOMETRY and not any(t.is_inference() for v in modeling_pc._TILE_GEOMETRY.values()
+                                                  for t in v)
+    data = generate_maze_dataset(size=grid_size, train_mazes=1, test_mazes=0, trajectories=1, progress=False)["train"]
+    batch = PCDataCollator(tokenizer.pad_token_id)(list(build_examples(data, tokenizer, config))[:3])
+    grads = []
+    for model in (acted.train(), fresh.train()):
+        torch.manual_seed(0)  # the same dropout, if any
+        loss = model(**batch).loss
+        loss.backward()
+        grads.append([loss.detach()] + [p.grad for p in model.parameters()])
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
 def test_policy_save_load_gives_identical_actions(tmp_path, overfit):
     policy = PCPolicy(overfit.model, overfit.tokenizer, procedure_cache=False, seed=11)
     policy.save_pretrained(tmp_path)
