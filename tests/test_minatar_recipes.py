@@ -292,6 +292,51 @@ def test_evaluate_a_policy_batched_or_alone():
 # --- the benchmark ----------------------------------------------------------------------------------------------
 
 @pytest.mark.timeout(300)
+def _evaluation(tmp_path, name, returns, game="breakout", seeds=(1000000, 1000001, 1000002, 1000003)):
+    """A `pc-transformers evaluate` JSON with the keys minatar_seeds.py reads (the real one is tested above)."""
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"game": game, "setting": "eval", "sticky_action_prob": 0.1, "difficulty_ramping": True,
+                                "max_steps": 300, "random_start_steps": 0, "seeds": list(seeds),
+                                "returns": list(returns), "mean_return": float(np.mean(returns)),
+                                "checkpoint": f"runs/{name}"}))
+    return str(path)
+
+
+def test_minatar_seeds_averages_training_seeds_per_episode(tmp_path):
+    main = load_recipe("benchmarks/minatar_seeds").main
+    pc0, bc0 = [3.0, 5.0, 1.0, 4.0], [1.0, 5.0, 2.0, 1.0]
+    pc1, bc1 = [2.0, 6.0, 0.0, 5.0], [2.0, 2.0, 1.0, 2.0]
+    pairs = ["--pair", "breakout", "0", _evaluation(tmp_path, "pc0", pc0), _evaluation(tmp_path, "bc0", bc0),
+             "--pair", "breakout", "1", _evaluation(tmp_path, "pc1", pc1), _evaluation(tmp_path, "bc1", bc1)]
+    (game,) = main([*pairs, "--out", str(tmp_path / "out"), "--pc-label", "PC (ranked)"])["games"]
+    d0, d1 = np.subtract(pc0, bc0), np.subtract(pc1, bc1)
+    for row, d in zip(game["seeds"], (d0, d1)):
+        low, high = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
+        assert row["pc_minus_bc"]["mean"] == pytest.approx(d.mean())
+        assert (row["pc_minus_bc"]["low"], row["pc_minus_bc"]["high"]) == (pytest.approx(low), pytest.approx(high))
+    average = (d0 + d1) / 2  # per episode, then the interval over episodes
+    low, high = stats.t.interval(0.95, 3, loc=average.mean(), scale=stats.sem(average))
+    assert game["average"]["pc_minus_bc"]["mean"] == pytest.approx(average.mean())
+    assert (game["average"]["pc_minus_bc"]["low"], game["average"]["pc_minus_bc"]["high"]) == (
+        pytest.approx(low), pytest.approx(high))
+    assert game["average"]["pc_mean_return"] == pytest.approx((np.mean(pc0) + np.mean(pc1)) / 2)
+    assert game["seed_spread"] == pytest.approx(abs(d0.mean() - d1.mean()))
+    assert game["training_seeds"] == [0, 1] and game["seeds"][1]["inputs"]["bc"].endswith("bc1.json")
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| breakout | average of 0, 1 |" in table and "PC (ranked) − BC, paired over episodes" in table
+    assert json.loads((tmp_path / "out" / "seeds.json").read_text())["games"][0] == game
+    # The same episodes for every checkpoint of a game, each seed once, integer seeds.
+    other = _evaluation(tmp_path, "other", bc1, seeds=(7, 8, 9, 10))
+    with pytest.raises(ValueError, match=r"breakout BC, seed 1 played seeds=4 seeds from 7, but breakout PC, seed 0 "
+                                         r"played seeds=4 seeds from 1000000"):
+        main([*pairs[:9], other, "--out", str(tmp_path / "bad")])
+    with pytest.raises(ValueError, match=r"freeway PC, seed 0: the evaluation played 'breakout', expected 'freeway'"):
+        main(["--pair", "freeway", "0", *pairs[3:5], "--out", str(tmp_path / "bad")])
+    for bad in (["--pair", "breakout", "0", *pairs[3:5]], ["--pair", "breakout", "one", *pairs[3:5]]):
+        with pytest.raises(SystemExit):
+            main([*pairs[:5], *bad, "--out", str(tmp_path / "bad")])
+
+
 def test_minatar_generalization_benchmark_quick(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
            "OMP_NUM_THREADS": "1"}
