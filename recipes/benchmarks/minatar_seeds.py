@@ -70,8 +70,8 @@ def verdict(entry: dict, pc_label: str, bc_label: str) -> str:
 
 
 def format_table(games: list[dict], pc_label: str, bc_label: str) -> str:
-    lines = [f"| game | training seed | {pc_label} | {bc_label} | {pc_label} − {bc_label}, paired over episodes "
-             "(95% CI) | verdict |", "|---|---|---|---|---|---|"]
+    lines = [(f"| game | training seed | {pc_label} | {bc_label} | {pc_label} − {bc_label}, paired over episodes "
+              "(95% CI) | verdict |"), "|---|---|---|---|---|---|"]
     for game in games:
         for row in [*game["seeds"], {**game["average"], "seed": "average of " + ", ".join(
                 str(s) for s in game["training_seeds"])}]:
