@@ -1,4 +1,5 @@
-"""Shared test check: text-like decoding with the KV cache is exactly greedy decoding without it."""
+"""Shared test checks: text-like decoding with the KV cache is exactly greedy decoding without it; two models train
+alike."""
 
 from __future__ import annotations
 
@@ -23,3 +24,16 @@ def assert_cached_generate_is_greedy(model, prompts: torch.Tensor, max_new_token
         expected = torch.where(finished, config.pad_token_id, logits[:, step].argmax(-1))
         assert torch.equal(new[:, step], expected)
         finished |= new[:, step] == config.eos_token_id
+
+
+def assert_same_loss_and_gradients(first, second, batch: dict) -> None:
+    """One training forward and backward of each model on ``batch`` (same seed, for any dropout) give the same loss
+    and the same gradient for every parameter, exactly."""
+    results = []
+    for model in (first.train(), second.train()):
+        torch.manual_seed(0)
+        loss = model(**batch).loss
+        loss.backward()
+        results.append([loss.detach()] + [p.grad for p in model.parameters()])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)

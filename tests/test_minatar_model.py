@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from decoding_checks import assert_cached_generate_is_greedy
+from decoding_checks import assert_cached_generate_is_greedy, assert_same_loss_and_gradients
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
@@ -770,14 +770,7 @@ def test_training_after_the_policy_acted_gives_the_same_gradients(tok, make_conf
     MinAtarPolicy(acted, tok).act(frames)
     assert acted.model.state_encoder._bits is not None and not acted.model.state_encoder._bits.is_inference()
     batch = make_batch(config)
-    grads = []
-    for model in (acted.train(), fresh.train()):
-        torch.manual_seed(0)  # the same dropout, if any
-        loss = model(**batch).loss
-        loss.backward()
-        grads.append([loss.detach()] + [p.grad for p in model.parameters()])
-    for a, b in zip(*grads):
-        assert torch.equal(a, b)
+    assert_same_loss_and_gradients(acted, fresh, batch)
 
 
 def test_policy_save_load_gives_identical_actions(tmp_path, tok, make_config, frames):

@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from decoding_checks import assert_same_loss_and_gradients
 
 import pc_transformers  # noqa: F401  (registers pc_transformers/Maze-v0)
 from pc_transformers import PCForProcedureCloning
@@ -142,8 +143,6 @@ def test_other_models_act_in_range(make_config, tokenizer, trace_tokenizer, proc
 def train_text_model(objective, trace_tokenizer, make_config, steps=200):
     """A text-like (``bfs_trace``) model trained with plain AdamW on the overfit fixture's trajectory (200 steps: at
     120, the last decoded traces were still one rounding change away from running past ``max_procedure_steps``)."""
-    from pc_transformers.data import PCDataCollator, build_examples, generate_maze_dataset
-
     dataset = generate_maze_dataset(size=GRID_SIZE, train_mazes=1, test_mazes=0, trajectories=1, seed=3,
                                     procedure_format="bfs_trace", progress=False)["train"]
     config = make_config("bfs_trace", objective=objective, max_procedure_steps=60)
@@ -260,14 +259,7 @@ def test_training_after_the_policy_acted_gives_the_same_gradients(make_config, t
                                                   for t in v)
     data = generate_maze_dataset(size=grid_size, train_mazes=1, test_mazes=0, trajectories=1, progress=False)["train"]
     batch = PCDataCollator(tokenizer.pad_token_id)(list(build_examples(data, tokenizer, config))[:3])
-    grads = []
-    for model in (acted.train(), fresh.train()):
-        torch.manual_seed(0)  # the same dropout, if any
-        loss = model(**batch).loss
-        loss.backward()
-        grads.append([loss.detach()] + [p.grad for p in model.parameters()])
-    for a, b in zip(*grads):
-        assert torch.equal(a, b)
+    assert_same_loss_and_gradients(acted, fresh, batch)
 
 
 def test_policy_save_load_gives_identical_actions(tmp_path, overfit):

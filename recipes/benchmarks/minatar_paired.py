@@ -85,6 +85,12 @@ def summarize(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in methods} | methods
 
 
+def setting_sentence(result: dict) -> str:
+    """Where an evaluation JSON's episodes were played, as the tables' first words."""
+    return (f"{result['setting']} setting (sticky actions {result['sticky_action_prob']}, difficulty ramping "
+            f"{'on' if result['difficulty_ramping'] else 'off'}), episodes capped at {result['max_steps']} steps; ")
+
+
 def format_table(rows: list[dict], pc_label: str, bc_label: str = "BC") -> str:
     def cell(result):
         return f"{result['mean_return']:.2f} ± {result['return_ci95_half_width']:.2f}" if result else "not run"
@@ -142,11 +148,8 @@ def main(argv=None) -> dict:
             shutil.copyfile(source, args.out / name)
     summary = {"pc_label": args.pc_label, "bc_label": args.bc_label, "games": [summarize(row) for row in rows]}
     (args.out / "paired.json").write_text(json.dumps(summary, indent=2) + "\n")
-    first = rows[0]["pc"]
-    head = (f"{first['setting']} setting (sticky actions {first['sticky_action_prob']}, difficulty ramping "
-            f"{'on' if first['difficulty_ramping'] else 'off'}), episodes capped at {first['max_steps']} steps; mean "
-            "return ± 95% Student-t half-width; the difference is the t-interval of the per-seed differences (same "
-            "seeds). "
+    head = (setting_sentence(rows[0]["pc"]) + "mean return ± 95% Student-t half-width; the difference is the "
+            "t-interval of the per-seed differences (same seeds). "
             "Inputs: the `GAME_*.json` files beside this table; built by `recipes/benchmarks/minatar_paired.py`.\n\n")
     table = head + format_table(rows, args.pc_label, args.bc_label)
     (args.out / "table.md").write_text(table)

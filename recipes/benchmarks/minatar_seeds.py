@@ -30,7 +30,7 @@ from pc_transformers.envs.minatar import MINATAR_GAMES
 from pc_transformers.evaluation_minatar import t_interval
 from pc_transformers.recipes import load_recipe
 
-paired = load_recipe("benchmarks/minatar_paired")  # read_json, check_same_episodes
+paired = load_recipe("benchmarks/minatar_paired")  # read_json, check_same_episodes, setting_sentence
 
 INTERVAL = ("mean", "low", "high", "half_width", "std", "n")
 
@@ -116,11 +116,8 @@ def main(argv=None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {"pc_label": args.pc_label, "bc_label": args.bc_label, "games": games}
     (args.out / "seeds.json").write_text(json.dumps(summary, indent=2) + "\n")
-    first = by_game[games[0]["game"]][0][1]
-    head = (f"{first['setting']} setting (sticky actions {first['sticky_action_prob']}, difficulty ramping "
-            f"{'on' if first['difficulty_ramping'] else 'off'}), episodes capped at {first['max_steps']} steps; mean "
-            "returns; the difference is the Student-t interval over the episodes of the per-episode differences "
-            "(same episode seeds for every checkpoint of a game); the average row averages the training seeds' "
+    head = (paired.setting_sentence(by_game[games[0]["game"]][0][1]) + "mean returns; the difference is the "
+            "Student-t interval over the episodes of the per-episode differences (same episode seeds for every checkpoint of a game); the average row averages the training seeds' "
             "differences per episode first, so its interval holds the episodes' variation, not the training "
             "seeds'. Inputs: named in `seeds.json`; built by `recipes/benchmarks/minatar_seeds.py`.\n\n")
     table = head + format_table(games, args.pc_label, args.bc_label)
