@@ -13,7 +13,9 @@ Methods (the transformers share one backbone: 3 layers, d=64, 4 heads, trained b
 - ``convnet_pc``: the paper's PC convnet (5 conv layers, kernel 3, channels 64/64/128/128/6; inputs wall, goal,
   agent and the previous map one-hot), written here, trained with Adam on map-to-map pairs, and acting as the
   original does: up to 100 passes from the goal-only map, recomputed at every step;
-- ``bc``: state → action; ``aux_bc``: BC whose state representation also predicts the procedure.
+- ``bc``: state → action; ``aux_bc``: BC whose state representation also predicts the procedure;
+- ``random``: a uniform random action at every step (no training), drawn as the policies draw their fallback
+  action when a model never labels the agent's cell, so a method whose every decision falls back scores exactly this.
 
 Each (maze size, number of training mazes) gets one expert dataset (4 trajectories per maze, the paper's budget)
 shared by all methods; ``--augment dihedral`` adds the 7 rotated/reflected images of every training trajectory (the
@@ -51,6 +53,7 @@ from pc_transformers.data import (
 )
 from pc_transformers.envs import maze_splits
 from pc_transformers.evaluation import evaluate_policy
+from pc_transformers.grid import NUM_ACTIONS
 from pc_transformers.procedures.bfs_maps import GOAL, UNREACHED
 from pc_transformers.recipes import load_recipe
 
@@ -61,7 +64,7 @@ TRANSFORMERS = {
     "bc": {"objective": "bc"},
     "aux_bc": {"objective": "aux_bc"},
 }
-METHODS = (*TRANSFORMERS, "convnet_pc")
+METHODS = (*TRANSFORMERS, "convnet_pc", "random")
 NUM_VALUES = 6  # map values: actions 0-3, UNREACHED, GOAL
 
 
@@ -129,6 +132,21 @@ class ConvPolicy:
                  for a, p in zip(actions, passes)]
         actions = np.array([a if a >= 0 else self.rng.integers(4) for a in actions.tolist()])
         return actions, infos
+
+
+class RandomPolicy:
+    """A uniform random action per environment step, seeded; one ``rng.integers(4)`` per observation in order, as
+    `PCPolicy` and `ConvPolicy` draw their fallback actions with the same seed."""
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, index=None):
+        pass
+
+    def act(self, obs, env_ids=None, return_procedure=False):
+        actions = np.array([self.rng.integers(NUM_ACTIONS) for _ in range(len(obs))])
+        return actions, [{"fallback": False, "forward_passes": 0, "procedure": None, "cached": False} for _ in actions]
 
 
 def train_convnet(dataset, steps: int, batch_size: int, learning_rate: float, seed: int, log=print):
@@ -276,10 +294,14 @@ def main(argv=None) -> dict:
             print(f"== {method}: {size}x{size}, {train_mazes} training mazes", flush=True)
             run_dir = out / "runs" / f"maze{size}_train{train_mazes}_{method}"
             wall = time.perf_counter()
-            if method == "convnet_pc":
-                model, training = train_convnet(dataset["train"], args.convnet_steps, args.convnet_batch_size, 1e-3,
-                                                args.seed)
-                policy = ConvPolicy(model, seed=args.seed)
+            if method in ("convnet_pc", "random"):
+                if method == "random":
+                    policy = RandomPolicy(seed=args.seed)
+                    training = {"steps": 0, "train_seconds": 0.0, "examples_per_s": None}
+                else:
+                    model, training = train_convnet(dataset["train"], args.convnet_steps, args.convnet_batch_size,
+                                                    1e-3, args.seed)
+                    policy = ConvPolicy(model, seed=args.seed)
                 metrics = evaluate_policy(policy, maze_splits(0, args.eval_mazes).test, size=size,
                                           starts_per_maze=args.eval_starts, seed=args.seed)
                 run = {**metrics, "success_ci95": list(metrics["success_ci95"]), "training": training,
@@ -289,7 +311,7 @@ def main(argv=None) -> dict:
                 policy_dir = run_dir / "final"
             run = {"method": method, "size": size, "train_mazes": train_mazes,
                    "wall_seconds": round(time.perf_counter() - wall, 1), **run}
-            if (size, train_mazes) == (main_size, main_mazes):
+            if (size, train_mazes) == (main_size, main_mazes) and method != "random":
                 run["efficiency"] = efficiency(method, run, policy if method == "convnet_pc" else policy_dir,
                                                dataset, results["matmul_peak_gflops"], size, args)
             results["runs"].append(run)
@@ -352,9 +374,10 @@ def table(results) -> str:
         acting = ", ".join(f"{a['batch']}: {a['ms_per_env_step']:.2f}" for a in eff.get("acting", []))
         low, high = r["success_ci95"]
         mfu = f"{eff['mfu']:.2%}" if eff.get("mfu") is not None else ""
+        examples_per_s = "" if r["training"]["examples_per_s"] is None else f"{r['training']['examples_per_s']:.0f}"
         lines.append(f"| {r['method']} | {r['size']} | {r['train_mazes']} | {r['success_rate']:.1%} | "
                      f"{low:.1%}–{high:.1%} | {r['training']['steps']} | {r['training']['train_seconds']:.0f} | "
-                     f"{r['training']['examples_per_s']:.0f} | {mfu} | {acting} |")
+                     f"{examples_per_s} | {mfu} | {acting} |")
     return "\n".join(lines) + "\n"
 
 
