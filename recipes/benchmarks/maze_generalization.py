@@ -149,6 +149,12 @@ class RandomPolicy:
         return actions, [{"fallback": False, "forward_passes": 0, "procedure": None, "cached": False} for _ in actions]
 
 
+def convnet_policy(dataset, args) -> tuple[ConvPolicy, dict]:
+    """The convnet trained with the benchmark's options, as a policy, and its training figures."""
+    model, training = train_convnet(dataset, args.convnet_steps, args.convnet_batch_size, 1e-3, args.seed)
+    return ConvPolicy(model, seed=args.seed), training
+
+
 def train_convnet(dataset, steps: int, batch_size: int, learning_rate: float, seed: int, log=print):
     torch.manual_seed(seed)
     states, previous, following = convnet_pairs(dataset)
@@ -294,14 +300,10 @@ def main(argv=None) -> dict:
             print(f"== {method}: {size}x{size}, {train_mazes} training mazes", flush=True)
             run_dir = out / "runs" / f"maze{size}_train{train_mazes}_{method}"
             wall = time.perf_counter()
-            if method in ("convnet_pc", "random"):
-                if method == "random":
-                    policy = RandomPolicy(seed=args.seed)
-                    training = {"steps": 0, "train_seconds": 0.0, "examples_per_s": None}
-                else:
-                    model, training = train_convnet(dataset["train"], args.convnet_steps, args.convnet_batch_size,
-                                                    1e-3, args.seed)
-                    policy = ConvPolicy(model, seed=args.seed)
+            if method in ("convnet_pc", "random"):  # not a recipe model: trained (or not) and evaluated here
+                policy, training = (
+                    (RandomPolicy(seed=args.seed), {"steps": 0, "train_seconds": 0.0, "examples_per_s": None})
+                    if method == "random" else convnet_policy(dataset["train"], args))
                 metrics = evaluate_policy(policy, maze_splits(0, args.eval_mazes).test, size=size,
                                           starts_per_maze=args.eval_starts, seed=args.seed)
                 run = {**metrics, "success_ci95": list(metrics["success_ci95"]), "training": training,

@@ -35,22 +35,24 @@ paired = load_recipe("benchmarks/minatar_paired")  # read_json, check_same_episo
 INTERVAL = ("mean", "low", "high", "half_width", "std", "n")
 
 
-def compare(game: str, seeds: list[tuple[int, dict, dict]]) -> dict:
-    """One game: every training seed's paired difference, and the average over seeds per episode."""
-    reference = seeds[0][1]
+def compare(game: str, seeds: list[dict]) -> dict:
+    """One game: every training seed's paired difference, and the average over seeds per episode. ``seeds``: per
+    training seed, ``{"seed", "pc", "bc", "inputs"}`` (the two evaluation JSONs and their paths)."""
+    reference, first_seed = seeds[0]["pc"], seeds[0]["seed"]
     rows, differences = [], []
-    for seed, pc, bc in seeds:
+    for entry in seeds:
+        seed, pc, bc = entry["seed"], entry["pc"], entry["bc"]
         for name, result in ((f"{game} PC, seed {seed}", pc), (f"{game} BC, seed {seed}", bc)):
             if result.get("game") != game:
                 raise ValueError(f"{name}: the evaluation played {result.get('game')!r}, expected {game!r}")
-            paired.check_same_episodes(reference, result, (f"{game} PC, seed {seeds[0][0]}", name))
+            paired.check_same_episodes(reference, result, (f"{game} PC, seed {first_seed}", name))
         d = np.subtract(pc["returns"], bc["returns"])
         differences.append(d)
         diff = t_interval(d)
         rows.append({"seed": seed, "pc_mean_return": pc["mean_return"], "bc_mean_return": bc["mean_return"],
                      "pc_checkpoint": pc.get("checkpoint"), "bc_checkpoint": bc.get("checkpoint"),
                      "pc_minus_bc": {k: diff[k] for k in INTERVAL},
-                     "significant": bool(diff["low"] > 0 or diff["high"] < 0)})
+                     "significant": bool(diff["low"] > 0 or diff["high"] < 0), "inputs": entry["inputs"]})
     average = t_interval(np.mean(differences, axis=0))
     means = [row["pc_minus_bc"]["mean"] for row in rows]
     return {"game": game, "episodes": len(reference["seeds"]), "training_seeds": [row["seed"] for row in rows],
@@ -101,22 +103,17 @@ def main(argv=None) -> dict:
             seed = int(seed)
         except ValueError:
             parser.error(f"the training seed of a --pair must be an integer, got {seed!r} (for {game})")
-        if any(seed == s for s, *_ in by_game.get(game, [])):
+        if any(seed == entry["seed"] for entry in by_game.get(game, [])):
             parser.error(f"training seed {seed} of {game} is given twice")
-        by_game.setdefault(game, []).append((seed, paired.read_json(pc_path, f"{game} PC, seed {seed}"),
-                                             paired.read_json(bc_path, f"{game} BC, seed {seed}"),
-                                             pc_path, bc_path))
-    games = []
-    for game, entries in by_game.items():
-        result = compare(game, [(seed, pc, bc) for seed, pc, bc, _, _ in entries])
-        for row, (_, _, _, pc_path, bc_path) in zip(result["seeds"], entries):
-            row["inputs"] = {"pc": str(pc_path), "bc": str(bc_path)}
-        games.append(result)
+        by_game.setdefault(game, []).append({"seed": seed, "pc": paired.read_json(pc_path, f"{game} PC, seed {seed}"),
+                                             "bc": paired.read_json(bc_path, f"{game} BC, seed {seed}"),
+                                             "inputs": {"pc": str(pc_path), "bc": str(bc_path)}})
+    games = [compare(game, entries) for game, entries in by_game.items()]
 
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {"pc_label": args.pc_label, "bc_label": args.bc_label, "games": games}
     (args.out / "seeds.json").write_text(json.dumps(summary, indent=2) + "\n")
-    head = (paired.setting_sentence(by_game[games[0]["game"]][0][1]) + "mean returns; the difference is the "
+    head = (paired.setting_sentence(by_game[games[0]["game"]][0]["pc"]) + "mean returns; the difference is the "
             "Student-t interval over the episodes of the per-episode differences (same episode seeds for every checkpoint of a game); the average row averages the training seeds' "
             "differences per episode first, so its interval holds the episodes' variation, not the training "
             "seeds'. Inputs: named in `seeds.json`; built by `recipes/benchmarks/minatar_seeds.py`.\n\n")
