@@ -274,6 +274,12 @@ def _build_tile_geometry(grid: int, w: int, device):
     return tuple(t.to(device) for t in (q.long(), k.long(), on_grid, q_cell.long()))
 
 
+def _weight_key(params) -> tuple:
+    """Equal while ``params`` are unchanged: each one's data pointer and in-place version. Whoever keeps the key also
+    keeps ``p.detach()`` of each, so that the storage, and so the pointer, cannot go to other weights meanwhile."""
+    return tuple((p.data_ptr(), p._version) for p in params)
+
+
 class PCAttention(nn.Module):
     def __init__(self, config: PCConfig, layer_idx: int):
         super().__init__()
@@ -294,9 +300,7 @@ class PCAttention(nn.Module):
         """Dense: ``allowed`` ``(B|1, T, S)`` bool or None (all keys), ``bias_index`` ``(B|1, T, S)`` or None.
         Windowed (map cells): ``window`` says which blocks are visible; ``allowed``/``bias_index`` are unused."""
         b, t, _ = hidden_states.shape
-        # One product for the three projections: the input is read once, and backward sums no partial gradients.
-        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
-        bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+        weight, bias = self._qkv_weights()
         qkv = F.linear(hidden_states, weight, bias).view(b, t, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.transpose(1, 3).unbind(2)  # (B, H, T, K) each
         if past_key_values is not None:
@@ -310,6 +314,20 @@ class PCAttention(nn.Module):
             mask = mask.masked_fill(~allowed[:, None], torch.finfo(q.dtype).min)
         out, weights = self._attend(q, k, v, mask, output_attentions)
         return self.o_proj(out.reshape(b, t, -1)), weights  # (B, T, D)
+
+    def _qkv_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The three projections as one ``(3D, D)`` weight and ``(3D,)`` bias: one product reads the input once, and
+        backward sums no partial gradients. Without gradients (acting, evaluation) the concatenation is kept until a
+        weight changes (`_weight_key`), so a decoding step does not copy the weights again."""
+        params = (self.q_proj.weight, self.k_proj.weight, self.v_proj.weight,
+                  self.q_proj.bias, self.k_proj.bias, self.v_proj.bias)
+        if torch.is_grad_enabled():
+            return torch.cat(params[:3]), torch.cat(params[3:])
+        key = _weight_key(params)
+        cached = getattr(self, "_qkv_cache", None)
+        if cached is None or cached[0] != key:
+            cached = self._qkv_cache = (key, torch.cat(params[:3]), torch.cat(params[3:]), [p.detach() for p in params])
+        return cached[1], cached[2]
 
     def _attend(self, q, k, v, mask, eager):
         implementation = "eager" if eager else self.config._attn_implementation
@@ -426,6 +444,9 @@ class PCStateEncoder(nn.Module):
         table = torch.zeros(self.vocab_size, self.num_channels, device=device)
         table[torch.tensor(self.state_token_ids, device=device)] = bits.float()
         return table
+
+    def weights(self) -> list[torch.Tensor]:
+        return [p for layer in self.net[::2] for p in (layer.weight, layer.bias)]
 
     def forward(self, state_ids: torch.Tensor) -> torch.Tensor:
         """``state_ids`` ``(B, N)`` cell tokens → ``(B, D)``."""
@@ -770,6 +791,10 @@ class PCModel(PCPreTrainedModel):
         cfg = self.config
         b, t = input_ids.shape
         device = input_ids.device
+        step = self._text_step(input_ids, attention_mask, position_ids, cache, past, output_attentions,
+                               output_hidden_states, state_input_ids)
+        if step is not None:
+            return step
         if attention_mask is not None:
             if attention_mask.shape != (b, past + t):
                 raise ValueError(f"attention_mask must have shape {(b, past + t)}, got {tuple(attention_mask.shape)}")
@@ -824,6 +849,39 @@ class PCModel(PCPreTrainedModel):
         )
         return self.norm(hidden), layout, all_hidden, all_attentions
 
+    def _text_step(self, input_ids, attention_mask, position_ids, cache, past, output_attentions,
+                   output_hidden_states, state_input_ids):
+        """One decoding step after the prompt, the common case of acting: one new token per row, past the state, at
+        the next position, attending to every cached key. The general path below gives the same result for it (no
+        mask, no bias: it takes its own unmasked branch) after building the layout, masks and checks for the whole
+        call; this computes only what the token needs. Returns None for any other call (prompts, training, padding
+        masks, BC's ``<act>`` readout, a position past the table, a missing ``state_input_ids``)."""
+        cfg = self.config
+        b, t = input_ids.shape
+        if t != 1 or past <= cfg.num_cells or cache is None:
+            return None
+        text_position = past - (cfg.num_cells + 1)
+        if text_position >= cfg.max_position_embeddings:
+            return None
+        if attention_mask is not None and (attention_mask.shape != (b, past + 1) or not bool(attention_mask.all())):
+            return None
+        if position_ids is not None and (position_ids.shape != (b, 1) or not bool((position_ids == past).all())):
+            return None
+        if cfg.action_readout == "act_token" and cfg.objective != "pc" and bool((input_ids == cfg.act_token_id).any()):
+            return None
+        if self.state_encoder is not None and (state_input_ids is None or state_input_ids.shape != (b, cfg.num_cells)):
+            return None  # the general path says what is missing
+        position = torch.full((b, 1), past, dtype=torch.long, device=input_ids.device)
+        other = torch.full_like(position, -1)
+        layout = TokenLayout(role=torch.full_like(position, ROLE_OTHER), block=other, cell=other, position=position)
+        hidden = self.embed_tokens(input_ids) + self.embed_positions.weight[text_position]
+        if self.state_encoder is not None:  # every token that is not a state cell reads the encoder's vector
+            hidden = hidden + self._state_summary(state_input_ids).to(hidden.dtype)[:, None, :]
+        hidden, all_hidden, all_attentions = self._run_layers(
+            hidden, None, None, cache, output_attentions, output_hidden_states
+        )
+        return self.norm(hidden), layout, all_hidden, all_attentions
+
     def _add_state_summary(self, hidden, input_ids, layout: TokenLayout, state_input_ids=None):
         """Add the MLP state encoder's vector to every token that is not a state cell (``<s>``, the procedure, the
         action). Its state comes from the call when the call holds the whole state (a prompt, a training sequence),
@@ -843,8 +901,22 @@ class PCModel(PCPreTrainedModel):
                              f"a call must hold all {n} state cells, or none of them and state_input_ids of shape "
                              f"{(b, n)}; example {row} holds {int(counts[row])} cells, state_input_ids "
                              f"{None if state_input_ids is None else tuple(state_input_ids.shape)}")
-        summary = self.state_encoder(state).to(hidden.dtype)  # (B, D)
+        summary = self._state_summary(state).to(hidden.dtype)  # (B, D)
         return hidden + (~is_state)[..., None].to(hidden.dtype) * summary[:, None, :]
+
+    def _state_summary(self, state: torch.Tensor) -> torch.Tensor:
+        """``state_encoder(state)``. Without gradients the last result is kept with a copy of its state and the
+        encoder's weight key (`_weight_key`), so the decoding steps of one decision (the same state every pass) run
+        the MLP once; any other state, or a changed weight, recomputes it."""
+        if torch.is_grad_enabled():
+            return self.state_encoder(state)
+        weights = self.state_encoder.weights()
+        key = _weight_key(weights)
+        cached = getattr(self, "_summary_cache", None)
+        if (cached is None or cached[0] != key or cached[1].shape != state.shape or cached[1].device != state.device
+                or not torch.equal(cached[1], state)):
+            cached = self._summary_cache = (key, state.clone(), self.state_encoder(state), [w.detach() for w in weights])
+        return cached[2]
 
     def _check_grammar(self, input_ids, layout: TokenLayout):
         """Cells must hold cell tokens of the right kind; anything else is a malformed sequence."""
@@ -957,7 +1029,8 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
         )
         hidden, layout = out.last_hidden_state, out.token_layout  # (B, T, D)
         readout = self._readout_index(input_ids, layout)  # (B, T) the position whose hidden state each token uses
-        hidden = hidden.gather(1, readout[..., None].expand_as(hidden))  # (B, T, D)
+        if readout is not None:  # None: every token its own
+            hidden = hidden.gather(1, readout[..., None].expand_as(hidden))  # (B, T, D)
         logits = self.lm_head(hidden)  # (B, T, V)
 
         procedure_loss = action_loss = loss = None
@@ -982,20 +1055,22 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     # ---------------------------------------------------------------------------------------------- readout, loss
-    def _readout_index(self, input_ids, layout: TokenLayout) -> torch.Tensor:
-        """Index (into the new tokens) of the hidden state that produces each token's logits.
+    def _readout_index(self, input_ids, layout: TokenLayout) -> torch.Tensor | None:
+        """Index (into the new tokens) of the hidden state that produces each token's logits; None when every token
+        uses its own.
 
         Every token uses its own, except ``<act>`` under an agent-cell readout (mazes): grid PC reads the agent's cell
         of the last map, BC and auxiliary BC read the agent's cell of the state. With ``action_readout="act_token"``
         (MinAtar) ``<act>`` always uses its own (`PCModel._text_forward` limits what it sees under BC objectives).
         """
         cfg = self.config
+        if cfg.action_readout != "agent_cell" or (cfg.objective == "pc" and not cfg.is_grid):
+            return None
+        is_act = input_ids == cfg.act_token_id
+        if not is_act.any():
+            return None
         b, t = input_ids.shape
         own = torch.arange(t, device=input_ids.device).expand(b, t)
-        is_act = input_ids == cfg.act_token_id
-        needs_readout = cfg.action_readout == "agent_cell" and (cfg.objective != "pc" or cfg.is_grid)
-        if not needs_readout or not is_act.any():
-            return own
         is_agent = (input_ids == cfg.state_token_ids[3]) & (layout.role == ROLE_STATE)
         has_act = is_act.any(dim=1)
         if (has_act & (is_agent.sum(dim=1) != 1)).any():

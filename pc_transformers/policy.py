@@ -24,8 +24,11 @@ cache (`MinAtarPolicy.decode`: greedy, the tokens of ``GenerationMixin.generate`
 passes), constrained by the procedure grammar and the record's rules so that the sequence is always a valid
 `MCTSRecord` (the action is then its first branch's, as in every expert record) and always closes with
 ``<act> a_k </s>`` within ``max_procedure_steps`` procedure tokens; BC and auxiliary BC prompt ``<s> state <act>`` and
-read the action in one pass. ``forward_passes`` counts the passes until the row's action was fixed. The infos hold
-the same keys as for mazes, plus
+read the action in one pass. Unless the procedure is asked for (``return_procedure=True``, or
+``PolicyConfig.full_procedure``), PC stops decoding as soon as the grammar has fixed the action: ranked records
+(``branch_order="visits"``) after their first token, records in action order after every action's visit and value
+tokens and the first step of the principal variation; the rest of the procedure cannot change the action.
+``forward_passes`` counts the passes until the row's action was fixed. The infos hold the same keys as for mazes, plus
 ``procedure_error``: why the generated procedure did not make a record (``return_procedure=True`` only), else None.
 """
 
@@ -60,11 +63,15 @@ class PolicyConfig:
     procedure_cache: reuse generated maps within an episode (grid PC only).
     max_procedure_steps: override the model's limit (None: the config's).
     seed: seeds the fallback actions.
+    full_procedure: MinAtar PC: decode the whole procedure on every decision even when it is not returned. By default
+        decoding stops as soon as the grammar has fixed the action (`MinAtarPolicy.act`); the action is the same
+        either way, so this only makes acting cost what a full procedure costs (for timing comparisons).
     """
 
     procedure_cache: bool = True
     max_procedure_steps: int | None = None
     seed: int = 0
+    full_procedure: bool = False
 
 
 @dataclass
@@ -258,8 +265,10 @@ class MinAtarPolicy(PCPolicy):
         ``(actions (B,) int64, infos)``.
 
         Args:
-            return_procedure: also parse the generated procedure into a record (``info["procedure"]``, an
+            return_procedure: decode the whole procedure and parse it into a record (``info["procedure"]``, an
                 `MCTSRecord`); if it does not parse, ``info["procedure_error"]`` says why and the action stands.
+                Without it decoding stops once the action is fixed (unless ``PolicyConfig.full_procedure``); the
+                action is the same either way.
             env_ids: ignored (no procedure cache); its length must match the batch.
         """
         cfg: PCConfig = self.model.config
@@ -279,7 +288,8 @@ class MinAtarPolicy(PCPolicy):
         )  # (B, N + 2): every prompt has the same length, so no padding
         steps = cfg.max_procedure_steps if self.config.max_procedure_steps is None else self.config.max_procedure_steps
         grammar = _MCTSGrammar(self.tokenizer, cfg, prompts.shape[1], steps)
-        sequences, passes = self.decode(prompts, grammar)
+        whole = return_procedure or self.config.full_procedure
+        sequences, passes = self.decode(prompts, grammar, stop_at_action=not whole)
         actions = np.full(len(batch), -1, dtype=np.int64)
         infos = [{"procedure": None, "procedure_error": None, "fallback": False, "forward_passes": 0, "cached": False}
                  for _ in batch]
@@ -288,9 +298,12 @@ class MinAtarPolicy(PCPolicy):
             end = new.index(cfg.eos_token_id) + 1 if cfg.eos_token_id in new else len(new)
             infos[j]["forward_passes"] = passes[j]
             sequence = row[: prompts.shape[1] + end]
-            act_at = sequence.index(cfg.act_token_id) if cfg.act_token_id in sequence else -1
-            if 0 <= act_at < len(sequence) - 1 and sequence[act_at + 1] in cfg.action_token_ids:
-                actions[j] = cfg.action_token_ids.index(sequence[act_at + 1])
+            tail = sequence[prompts.shape[1] - 1 :]  # the prompt's last token (<proc>, or BC's <act>), then new ones
+            act_at = prompts.shape[1] - 1 + tail.index(cfg.act_token_id) if cfg.act_token_id in tail else -1
+            # The token after <act>, or, when decoding stopped at the decision, the action the grammar has fixed.
+            token = sequence[act_at + 1] if 0 <= act_at < len(sequence) - 1 else grammar.action_of(sequence)
+            if token in cfg.action_token_ids:
+                actions[j] = cfg.action_token_ids.index(token)
             if return_procedure and cfg.objective == "pc" and actions[j] >= 0:
                 try:
                     infos[j]["procedure"] = self.tokenizer.parse_minatar(sequence, cfg.num_channels).record
@@ -303,11 +316,16 @@ class MinAtarPolicy(PCPolicy):
         return (int(actions[0]), infos[0]) if single else (actions, infos)
 
     @torch.no_grad()
-    def decode(self, prompts: torch.Tensor, grammar) -> tuple[torch.Tensor, list[int]]:
+    def decode(self, prompts: torch.Tensor, grammar, stop_at_action: bool = False) -> tuple[torch.Tensor, list[int]]:
         """Greedy decoding of ``prompts`` under ``grammar`` with a `DynamicCache`; returns the sequences and, per row,
         the forward passes the batch ran until the last token the grammar left open in that row (what follows it,
-        ``<act>``'s action and ``</s>``, is forced). Under ranked branches the action is already the first procedure
-        token; the count still covers the whole procedure, which is what acting costs.
+        ``<act>``'s action and ``</s>``, is forced).
+
+        With ``stop_at_action`` decoding ends as soon as the grammar has fixed every row's action
+        (``grammar.action_of``): under ranked branches that is the first procedure token, in action order the first
+        step of the principal variation, after every action's visit and value tokens. What would follow cannot change
+        the action; the rows are returned as far as they got (no ``<act>``, no ``</s>``) and the passes count to the
+        decision. `act` does this unless the procedure is wanted.
 
         The sequences are token for token those of ``model.generate(prompts, do_sample=False,
         prefix_allowed_tokens_fn=grammar, eos_token_id=…, pad_token_id=…)`` (tests/test_minatar_model.py checks it),
@@ -332,6 +350,8 @@ class MinAtarPolicy(PCPolicy):
         passes, total = [0] * len(rows), 0
         for _ in range(grammar.max_new_tokens):
             if all(eos in row[start:] for row in rows):
+                break
+            if stop_at_action and all(grammar.action_of(row) is not None for row in rows):
                 break
             allowed = [grammar(j, row) for j, row in enumerate(rows)]
             if all(len(a) == 1 for a in allowed):
@@ -417,6 +437,19 @@ class _MCTSGrammar:
         branches = procedure[0::3]
         allowed = [a for a in self.actions if a not in branches] if not branches or remaining >= 6 else []
         return allowed + [self.path] if branches else allowed
+
+    def action_of(self, input_ids: list[int]) -> int | None:
+        """The action token the grammar has already fixed for a row (prompt and new tokens), or None while it is open:
+        BC's first new token; PC's first branch (ranked) or first principal-variation step (action order), which the
+        grammar then repeats after ``<act>``."""
+        seq = list(input_ids[self.prompt_length - 1 :])
+        procedure = seq[1:]
+        if seq[0] == self.act:  # BC, auxiliary BC: the prompt ends with <act>
+            return procedure[0] if procedure else None
+        if not self.in_action_order:
+            return procedure[0] if procedure else None
+        cut = procedure.index(self.path) if self.path in procedure else None
+        return procedure[cut + 1] if cut is not None and len(procedure) > cut + 1 else None
 
     def _most_visited(self, branches: list[int]) -> list[int]:
         """The actions whose visit bucket is the largest among ``n q`` pairs in action order."""

@@ -693,6 +693,63 @@ def free_choices(tok, config, rec: MCTSRecord, budget: int) -> int:
     return count
 
 
+def choices_until_action(tok, config, rec: MCTSRecord, budget: int) -> int:
+    """How many tokens of ``<proc> rec`` up to the one that decides the action the grammar had more than one choice
+    for: the first token of a ranked record, the first step after ``<path>`` in action order."""
+    tokens = rec.to_tokens()
+    decides = tokens.index("<path>") + 1 if config.branch_order == "action" else 0
+    ids = tok.convert_tokens_to_ids(tokens[: decides + 1])
+    grammar = _MCTSGrammar(tok, config, prompt_length=1, max_procedure_steps=budget)
+    sequence, count = [config.proc_token_id], 0
+    for token in ids:
+        allowed = grammar(0, sequence)
+        count += len(allowed) > 1
+        sequence.append(token)
+    return count
+
+
+@pytest.mark.parametrize("branch_order, state_encoder_size", [("visits", 0), ("action", 0), ("action", 16)])
+def test_acting_stops_decoding_once_the_action_is_fixed(tok, make_config, frames, branch_order, state_encoder_size):
+    config = make_config(branch_order=branch_order, state_encoder_size=state_encoder_size, max_procedure_steps=40)
+    model = perturb(PCForProcedureCloning(config)).eval()
+    early, full = MinAtarPolicy(model, tok), MinAtarPolicy(model, tok, full_procedure=True)
+    obs = np.concatenate([frames, game_frames("breakout", 6, seed=3)])
+    for observation in obs:
+        action, info = early.act(observation)
+        whole_action, whole = full.act(observation)
+        _, parsed = full.act(observation, return_procedure=True)
+        rec = parsed["procedure"]
+        assert action == whole_action == rec.action
+        assert whole["forward_passes"] == parsed["forward_passes"] == free_choices(tok, config, rec, 40)
+        assert info["forward_passes"] == choices_until_action(tok, config, rec, 40) < whole["forward_passes"]
+        assert info["procedure"] is None
+    actions, infos = early.act(obs)  # batched: the batch stops when every row's action is fixed
+    assert np.array_equal(actions, full.act(obs)[0])
+    assert all(1 <= i["forward_passes"] for i in infos)
+
+
+def test_inference_caches_follow_weight_updates(tok, make_config, make_batch, frames):
+    """Without gradients the model keeps the fused q/k/v weights and the state encoder's last summary; after acting,
+    a training step, and a state never seen, its logits must still be those of the uncached computation."""
+    config = make_config(state_encoder_size=16)
+    model = perturb(PCForProcedureCloning(config))
+    batch = make_batch(config)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    prompts = torch.tensor([tok.strict_ids(["<s>", *tok.minatar_state_tokens(o), "<proc>"]) for o in frames])
+    for _ in range(2):
+        model.eval()
+        fresh = PCForProcedureCloning(config).eval()  # the same weights, nothing kept yet
+        fresh.load_state_dict(model.state_dict())
+        for rows in (prompts, prompts[:1], prompts[1:2]):  # the first call meets what the last act kept
+            with torch.no_grad():
+                assert torch.equal(model(rows).logits, fresh(rows).logits)
+        MinAtarPolicy(model, tok).act(frames)  # keeps the fused weights and these states' summary
+        model.train()
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+
 def test_untrained_policy_in_action_order_yields_valid_records(tok, make_config, frames):
     config = make_config(branch_order="action", max_procedure_steps=40)
     model = perturb(PCForProcedureCloning(config)).eval()
@@ -741,8 +798,11 @@ def test_policy_decoding_equals_generate_with_and_without_the_cache(tok, make_co
         alone, _ = policy.decode(prompt[None], grammar)
         assert torch.equal(alone[0, : sequences.shape[1]], sequences[j, : alone.shape[1]])
     assert len(passes) == len(obs) and max(passes) < sequences.shape[1] - prompts.shape[1]
-    actions, infos = policy.act(obs)
+    actions, infos = policy.act(obs, return_procedure=True)
     assert [i["forward_passes"] for i in infos] == passes
+    early, early_infos = policy.act(obs)  # decoding stops once the action is fixed: the same actions
+    assert np.array_equal(early, actions)
+    assert all(e["forward_passes"] <= i["forward_passes"] for e, i in zip(early_infos, infos))
     act_at = (sequences == model.config.act_token_id).int().argmax(1)
     expected = sequences[torch.arange(len(obs)), act_at + 1]
     assert actions.tolist() == [model.config.action_token_ids.index(int(t)) for t in expected]
@@ -839,5 +899,7 @@ def test_overfit_policy_reproduces_the_expert_exactly(overfit, frames):
     assert [i["procedure"] for i in infos] == [record(r) for r in RECORDS]
     assert all(i["forward_passes"] <= len(r.split()) + 1 for i, r in zip(infos, RECORDS))
     for observation, r in zip(frames, RECORDS):
-        _, info = overfit.policy.act(observation)
+        _, info = overfit.policy.act(observation, return_procedure=True)
         assert info["forward_passes"] == free_choices(overfit.policy.tokenizer, overfit.model.config, record(r), 30)
+        action, info = overfit.policy.act(observation)  # ranked: the first procedure token is the action
+        assert action == record(r).action and info["forward_passes"] == 1

@@ -151,8 +151,8 @@ def test_train_minatar_pc_writes_results_and_resumes_to_identical_weights(recipe
     assert saved["episodes"] == 3 and len(saved["returns"]) == 3 and saved["seeds"] == list(episode_seeds("eval", 3))
     low, high = saved["return_ci95"]
     assert low <= saved["mean_return"] <= high and "Student-t" in saved["ci_method"]
-    # At least the choices of the shortest procedure: a n q, <path> or a branch, r, a step or <act>.
-    assert saved["ms_per_decision"] > 0 and saved["mean_forward_passes"] >= 6
+    # Ranked records: the first procedure token is the action, so acting stops after the prompt's pass.
+    assert saved["ms_per_decision"] > 0 and saved["mean_forward_passes"] == 1
     assert (saved["training"]["episodes"], saved["training"]["decisions"]) == (2, len(load_minatar_dataset(
         data_dir)["train"]))
     assert [e["step"] for e in saved["evaluations"]] == [2, 4] and "mean_return" in saved["evaluations"][0]
@@ -275,7 +275,7 @@ def test_evaluate_a_policy_batched_or_alone():
     model = PCForProcedureCloning(PCConfig.from_tokenizer(tok, num_channels=4, num_actions=3, hidden_size=16,
                                                           num_hidden_layers=1, num_attention_heads=2,
                                                           intermediate_size=32, max_procedure_steps=16))
-    policy = MinAtarPolicy(model, tok)
+    policy = MinAtarPolicy(model, tok, full_procedure=True)
     seeds = episode_seeds("eval", 3)
     batched = evaluate_minatar_policy(policy, "breakout", "eval", seeds, max_steps=6)
     alone = evaluate_minatar_policy(policy, "breakout", "eval", seeds, max_steps=6, batch_size=1)
@@ -283,6 +283,9 @@ def test_evaluate_a_policy_batched_or_alone():
     assert batched["returns"] == alone["returns"] and batched["decisions"] == alone["decisions"]
     # At least a n q, <path> or a branch, r, a step or <act>: the choices of the shortest procedure.
     assert batched["mean_forward_passes"] >= 6 and batched["fallback_rate"] == 0 and alone["ms_per_decision"] > 0
+    # Stopping once the action is fixed (the default) plays the same games; ranked: one pass per decision.
+    early = evaluate_minatar_policy(MinAtarPolicy(model, tok), "breakout", "eval", seeds, max_steps=6)
+    assert early["returns"] == batched["returns"] and early["mean_forward_passes"] == 1
     with pytest.raises(ValueError, match="chooses among 3 actions but 'asterix' has 5"):
         evaluate_minatar_policy(policy, "asterix", "eval", seeds, max_steps=6)
     with pytest.raises(ValueError, match="at least one episode seed"):
@@ -376,9 +379,13 @@ def test_minatar_generalization_benchmark_quick(tmp_path):
                                                               str(tmp_path / "latency.json")])
     (timed,) = json.loads((tmp_path / "latency.json").read_text())["games"]
     assert timed == latency["games"][0] and timed["branch_order"] == "action"
-    assert all(len(timed["all_ms_per_decision"][m]) == 2 and timed["ms_per_decision"][m] > 0 for m in ("pc", "bc",
-                                                                                                        "mcts"))
+    assert all(len(timed["all_ms_per_decision"][m]) == 2 and timed["ms_per_decision"][m] > 0
+               for m in ("pc", "pc_full", "bc", "mcts"))
     assert timed["pc_over_mcts"] == timed["ms_per_decision"]["pc"] / timed["ms_per_decision"]["mcts"]
+    # In action order PC decides after every action's visit and value tokens (6 choices for breakout's 3 actions),
+    # then the first step when visit buckets tie; the whole procedure adds at least a reward and a step or <act>.
+    passes = timed["forward_passes_per_decision"]
+    assert 6 <= passes["pc"] <= 7 < passes["pc_full"]
     assert timed["forward_passes_per_decision"]["bc"] == 1 and timed["forward_passes_per_decision"]["mcts"] is None
     # A game's PC and BC from separate --out directories (runs made with --methods pc, then --methods bc).
     for method in ("pc", "bc"):

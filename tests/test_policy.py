@@ -266,7 +266,7 @@ def test_policy_save_load_gives_identical_actions(tmp_path, overfit):
     policy = PCPolicy(overfit.model, overfit.tokenizer, procedure_cache=False, seed=11)
     policy.save_pretrained(tmp_path)
     assert json.loads((tmp_path / POLICY_CONFIG_NAME).read_text()) == {
-        "procedure_cache": False, "max_procedure_steps": None, "seed": 11}
+        "procedure_cache": False, "max_procedure_steps": None, "seed": 11, "full_procedure": False}
     loaded = PCPolicy.from_pretrained(tmp_path)
     assert loaded.config == PolicyConfig(procedure_cache=False, max_procedure_steps=None, seed=11)
     assert PCPolicy.from_pretrained(tmp_path, seed=3).config.seed == 3

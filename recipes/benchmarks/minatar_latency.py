@@ -12,9 +12,11 @@ directories): the PC and BC policies ``runs/GAME_{pc,bc}/final`` and the expert'
         outputs/benchmarks/minatar21/breakout_bc --games breakout
 
  For each game it plays the same evaluation seeds (eval setting) with PC, BC and the MCTS expert,
-one environment and one decision at a time (batch 1), and reports milliseconds per decision; the three alternate
-``--repeats`` times so that a change of the machine's load touches all of them. The ratio PC / MCTS is the figure
-to quote: this machine is shared and its absolute speed varies from day to day.
+one environment and one decision at a time (batch 1), and reports milliseconds per decision; the players alternate
+``--repeats`` times so that a change of the machine's load touches all of them. PC is played twice from the same
+checkpoint: as it acts by default (``pc``: decoding stops once the grammar has fixed the action) and decoding the
+whole procedure (``pc_full``, ``PolicyConfig.full_procedure``); both play the same actions. The ratio PC / MCTS is
+the figure to quote: this machine is shared and its absolute speed varies from day to day.
 
 The generalization benchmark measures latency too, but inside runs that may share the cores with other games'
 runs; this script is meant for an otherwise idle machine.
@@ -53,22 +55,28 @@ def measure(roots: list[Path], game: str, seeds, max_steps: int, repeats: int) -
     bases = {method: find_run(roots, game, method) for method in ("pc", "bc")}
     players = {method: PCPolicy.from_pretrained(base / "runs" / f"{game}_{method}" / "final")
                for method, base in bases.items()}
+    players["pc_full"] = PCPolicy.from_pretrained(bases["pc"] / "runs" / f"{game}_pc" / "final", full_procedure=True)
     mcts = minatar_config_from_card(bases["pc"] / "data" / game).mcts_config
     players["mcts"] = MCTSActor(mcts)
     times = {method: [] for method in players}
-    passes = {}
+    passes, returns = {}, {}
     for _ in range(repeats):
         for method, player in players.items():
             kwargs = {"batch_size": 1} if method != "mcts" else {}
             report = evaluate_minatar_policy(player, game, "eval", seeds, max_steps=max_steps, **kwargs)
             times[method].append(report["ms_per_decision"])
-            passes[method] = report["mean_forward_passes"]
+            passes[method], returns[method] = report["mean_forward_passes"], report["returns"]
+    if returns["pc"] != returns["pc_full"]:  # the same decisions, whether or not the procedure is finished
+        raise RuntimeError(f"{game}: PC returned {returns['pc']} stopping at the action but {returns['pc_full']} "
+                           f"with the whole procedure")
     ms = {method: statistics.median(values) for method, values in times.items()}
-    print(f"{game}: ms per decision (median of {repeats}) PC {ms['pc']:.1f}, BC {ms['bc']:.1f}, MCTS {ms['mcts']:.1f} "
-          f"({mcts.num_simulations} simulations); PC / MCTS = {ms['pc'] / ms['mcts']:.2f}", flush=True)
+    print(f"{game}: ms per decision (median of {repeats}) PC {ms['pc']:.1f} ({passes['pc']:.1f} passes; whole "
+          f"procedure {ms['pc_full']:.1f}, {passes['pc_full']:.1f} passes), BC {ms['bc']:.1f}, MCTS {ms['mcts']:.1f} "
+          f"({mcts.num_simulations} simulations); PC / MCTS = {ms['pc'] / ms['mcts']:.2f}, whole procedure "
+          f"{ms['pc_full'] / ms['mcts']:.2f}", flush=True)
     return {"game": game, "ms_per_decision": ms, "all_ms_per_decision": times, "forward_passes_per_decision": passes,
             "mcts_simulations": mcts.num_simulations, "pc_over_mcts": ms["pc"] / ms["mcts"],
-            "branch_order": players["pc"].model.config.branch_order}
+            "pc_full_over_mcts": ms["pc_full"] / ms["mcts"], "branch_order": players["pc"].model.config.branch_order}
 
 
 def main(argv=None) -> dict:
@@ -78,7 +86,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--games", nargs="+", default=["breakout", "freeway", "asterix"], choices=MINATAR_GAMES)
     parser.add_argument("--episodes", type=int, default=2, help="evaluation seeds played by each player")
     parser.add_argument("--max-steps", type=int, default=50, help="decisions per episode at most")
-    parser.add_argument("--repeats", type=int, default=2, help="rounds of the three players, alternating")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of the players, alternating")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
