@@ -274,9 +274,12 @@ def _build_tile_geometry(grid: int, w: int, device):
     return tuple(t.to(device) for t in (q.long(), k.long(), on_grid, q_cell.long()))
 
 
-def _weight_key(params) -> tuple:
+def _weight_key(params) -> tuple | None:
     """Equal while ``params`` are unchanged: each one's data pointer and in-place version. Whoever keeps the key also
-    keeps ``p.detach()`` of each, so that the storage, and so the pointer, cannot go to other weights meanwhile."""
+    keeps ``p.detach()`` of each, so that the storage, and so the pointer, cannot go to other weights meanwhile.
+    None for weights made under ``torch.inference_mode``, which have no version counter: nothing is kept for them."""
+    if any(p.is_inference() for p in params):
+        return None
     return tuple((p.data_ptr(), p._version) for p in params)
 
 
@@ -325,7 +328,7 @@ class PCAttention(nn.Module):
             return torch.cat(params[:3]), torch.cat(params[3:])
         key = _weight_key(params)
         cached = getattr(self, "_qkv_cache", None)
-        if cached is None or cached[0] != key:
+        if key is None or cached is None or cached[0] != key:
             cached = self._qkv_cache = (key, torch.cat(params[:3]), torch.cat(params[3:]), [p.detach() for p in params])
         return cached[1], cached[2]
 
@@ -913,8 +916,8 @@ class PCModel(PCPreTrainedModel):
         weights = self.state_encoder.weights()
         key = _weight_key(weights)
         cached = getattr(self, "_summary_cache", None)
-        if (cached is None or cached[0] != key or cached[1].shape != state.shape or cached[1].device != state.device
-                or not torch.equal(cached[1], state)):
+        if (key is None or cached is None or cached[0] != key or cached[1].shape != state.shape
+                or cached[1].device != state.device or not torch.equal(cached[1], state)):
             cached = self._summary_cache = (key, state.clone(), self.state_encoder(state), [w.detach() for w in weights])
         return cached[2]
 

@@ -748,6 +748,18 @@ def test_inference_caches_follow_weight_updates(tok, make_config, make_batch, fr
         model(**batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+    with torch.inference_mode():  # weights made in inference mode have no version to key on: nothing is kept
+        inference_model = PCForProcedureCloning(config).eval()
+        inference_model.load_state_dict(model.state_dict())
+        expected = inference_model(prompts).logits
+        for p in inference_model.parameters():
+            p.mul_(1.5)
+        changed = inference_model(prompts).logits
+    model.eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.5)
+        assert torch.equal(changed, model(prompts).logits) and not torch.equal(changed, expected)
 
 
 def test_untrained_policy_in_action_order_yields_valid_records(tok, make_config, frames):
