@@ -29,11 +29,12 @@ Two domains (``domain:``):
 
 The run:
 
-1. generates or loads the expert dataset (process 0 first; the others read its files);
+1. generates or loads the expert dataset (process 0 first; the others read its files; `pc_transformers.training_data`);
 2. trains with AdamW, data-parallel over the launched processes (GPUs, or CPU processes over gloo when there is no
-   GPU: `accelerate launch --cpu` starts one process whatever ``--num_processes`` says, see the README); ``train.batch_size`` is the global batch per optimizer step, split across processes and
-   gradient-accumulation micro-steps, and the data order is a function of (seed, step) only, so it is the same
-   for any number of processes and after ``--resume``;
+   GPU: `accelerate launch --cpu` starts one process whatever ``--num_processes`` says, see the README);
+   ``train.batch_size`` is the global batch per optimizer step, split across processes and gradient-accumulation
+   micro-steps, and the data order is a function of (seed, step) only, so it is the same for any number of
+   processes and after ``--resume``;
 3. logs ``train/…``, ``eval/…`` and ``perf/…`` scalars to TensorBoard (``{output_dir}/runs``) and shows a progress bar;
 4. every ``eval.every`` steps rolls the policy out on held-out *validation* mazes or episodes (seeds from 2,000,000);
 5. every ``save_every`` steps writes ``{output_dir}/checkpoints/step_XXXXXX/`` atomically (written under a temporary
@@ -68,23 +69,9 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from pc_transformers import PCConfig, PCForProcedureCloning, PCTokenizer
-from pc_transformers.data import (
-    PCDataCollator,
-    build_examples,
-    build_minatar_examples,
-    generate_maze_dataset,
-    generate_minatar_dataset,
-    load_maze_dataset,
-    load_minatar_dataset,
-    save_maze_dataset,
-    save_minatar_dataset,
-)
-from pc_transformers.data.minatar_dataset import (
-    minatar_max_reward,
-    minatar_procedure_length,
-)
+from pc_transformers.data import PCDataCollator, build_examples, build_minatar_examples
 from pc_transformers.envs import maze_splits
-from pc_transformers.envs.minatar import episode_seeds, minatar_game_info
+from pc_transformers.envs.minatar import episode_seeds
 from pc_transformers.evaluation import evaluate_policy, json_safe
 from pc_transformers.evaluation_minatar import evaluate_minatar_policy
 from pc_transformers.training_checkpoints import (
@@ -104,65 +91,9 @@ from pc_transformers.training_config import (  # noqa: F401  (re-exported: calle
     save_config,
     typed,
 )
+from pc_transformers.training_data import StepBatchSampler, load_data, tokenizer_and_model_config
 
 LOSSES = ("loss", "procedure_loss", "action_loss")  # logged as train/{name}
-
-
-# ---------------------------------------------------------------------------------------------------------- data
-class StepBatchSampler(torch.utils.data.Sampler):
-    """Global batches of example indices, from batch ``start`` on: epochs of seeded permutations, one after the
-    other (permutation ``e`` is seeded with ``seed + e``), so batch ``k`` depends on (seed, k) only."""
-
-    def __init__(self, num_examples: int, batch_size: int, num_batches: int, seed: int, start: int = 0):
-        self.num_examples, self.batch_size, self.num_batches = num_examples, batch_size, num_batches
-        self.seed, self.start = seed, start
-
-    def __len__(self) -> int:
-        return self.num_batches - self.start
-
-    def __iter__(self):
-        epoch, offset = divmod(self.start * self.batch_size, self.num_examples)
-        buffer: list[int] = []
-        for _ in range(len(self)):
-            while len(buffer) < self.batch_size:
-                order = torch.randperm(self.num_examples, generator=torch.Generator().manual_seed(self.seed + epoch))
-                buffer += order.tolist()[offset:]
-                epoch, offset = epoch + 1, 0
-            yield buffer[: self.batch_size]
-            buffer = buffer[self.batch_size :]
-
-
-def load_data(config: TrainConfig):
-    """The expert dataset: ``config.dataset`` if given, else generated into ``{output_dir}/data`` once."""
-    minatar = config.domain == "minatar"
-    load = load_minatar_dataset if minatar else load_maze_dataset
-    data_dir = Path(config.dataset or Path(config.output_dir) / "data")
-    if config.dataset is not None or (data_dir / "data").is_dir():
-        dataset = load(data_dir)
-    elif minatar:
-        dataset = generate_minatar_dataset(config.minatar)
-        save_minatar_dataset(dataset, data_dir, config.minatar)
-    else:
-        dataset = generate_maze_dataset(config.data)
-        save_maze_dataset(dataset, data_dir, config.data)
-    if minatar and set(dataset["train"].unique("game")) != {config.minatar.game}:
-        raise ValueError(f"{data_dir} holds {sorted(set(dataset['train'].unique('game')))} data, but minatar.game is "
-                         f"{config.minatar.game!r}")
-    return dataset
-
-
-def tokenizer_and_model_config(config: TrainConfig, train) -> tuple[PCTokenizer, PCConfig]:
-    """The tokenizer and the model config for the domain: MinAtar's from the game and the data (largest predicted
-    reward, longest procedure), the maze's from the data config."""
-    if config.domain == "maze":
-        tokenizer = PCTokenizer.for_maze(config.data.procedure_format)
-        return tokenizer, PCConfig.from_tokenizer(tokenizer, grid_size=config.data.size, **config.model)
-    game = minatar_game_info(config.minatar.game)
-    tokenizer = PCTokenizer.for_minatar(max_reward=minatar_max_reward(train))
-    length = minatar_procedure_length(train, config.model.get("branch_order", "visits"))
-    model = {"max_procedure_steps": length, **config.model}
-    return tokenizer, PCConfig.from_tokenizer(tokenizer, num_channels=game.num_channels,
-                                              num_actions=game.num_actions, **model)
 
 
 # ------------------------------------------------------------------------------------------------------ training
