@@ -325,9 +325,19 @@ def test_minatar_seeds_averages_training_seeds_per_episode(tmp_path):
     assert game["average"]["pc_mean_return"] == pytest.approx((np.mean(pc0) + np.mean(pc1)) / 2)
     assert game["seed_spread"] == pytest.approx(abs(d0.mean() - d1.mean()))
     assert game["training_seeds"] == [0, 1] and game["seeds"][1]["inputs"]["bc"].endswith("bc1.json")
+    assert game["between_seeds"] is None  # two seeds: no interval between them
     table = (tmp_path / "out" / "table.md").read_text()
     assert "| breakout | average of 0, 1 |" in table and "PC (ranked) − BC, paired over episodes" in table
     assert json.loads((tmp_path / "out" / "seeds.json").read_text())["games"][0] == game
+    # A third seed: the interval over the seeds' mean differences, with 2 degrees of freedom.
+    pc2, bc2 = [4.0, 4.0, 3.0, 5.0], [1.0, 2.0, 2.0, 2.0]
+    three = [*pairs, "--pair", "breakout", "2", _evaluation(tmp_path, "pc2", pc2), _evaluation(tmp_path, "bc2", bc2)]
+    (game3,) = main([*three, "--out", str(tmp_path / "out3")])["games"]
+    means = [d0.mean(), d1.mean(), np.subtract(pc2, bc2).mean()]
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(means), scale=stats.sem(means))
+    assert game3["between_seeds"]["mean"] == pytest.approx(np.mean(means)) and game3["between_seeds"]["n"] == 3
+    assert (game3["between_seeds"]["low"], game3["between_seeds"]["high"]) == (pytest.approx(low), pytest.approx(high))
+    assert f"| {np.mean(means):+.2f} ({low:+.2f} to {high:+.2f}) |" in (tmp_path / "out3" / "table.md").read_text()
     # The same episodes for every checkpoint of a game, each seed once, integer seeds.
     other = _evaluation(tmp_path, "other", bc1, seeds=(7, 8, 9, 10))
     with pytest.raises(ValueError, match=r"breakout BC, seed 1 played seeds=4 seeds from 7, but breakout PC, seed 0 "

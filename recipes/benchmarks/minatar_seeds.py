@@ -12,7 +12,9 @@ paired Student-t interval over episodes of ``d[s, ·]``, as `minatar_paired.py` 
 the t-interval over episodes of ``mean_s d[s, e]``, the difference between the average PC and the average BC of
 these trained models on these episodes. That interval holds the episodes' variation, not the training seeds': with
 two seeds there is no estimate of how much a third would differ, so the rows of the seeds are printed beside it and
-``seed_spread`` (the largest minus the smallest seed's mean difference) says how far they disagree.
+``seed_spread`` (the largest minus the smallest seed's mean difference) says how far they disagree. With three or
+more seeds, ``between_seeds`` is the Student-t interval over the seeds' mean differences (S − 1 degrees of freedom):
+what a new training seed's mean difference on these episodes is expected to be, wide with few seeds.
 
 Writes ``OUT/table.md`` and ``OUT/seeds.json``. The inputs are not copied: ``seeds.json`` names their paths, which
 should be files committed under ``recipes/benchmarks/results/`` for the table to be rebuilt from the repository.
@@ -61,7 +63,9 @@ def compare(game: str, seeds: list[dict]) -> dict:
                         "bc_mean_return": float(np.mean([r["bc_mean_return"] for r in rows])),
                         "pc_minus_bc": {k: average[k] for k in INTERVAL},
                         "significant": bool(average["low"] > 0 or average["high"] < 0)},
-            "seed_spread": max(means) - min(means)}
+            "seed_spread": max(means) - min(means),
+            "between_seeds": ({k: v for k, v in t_interval(means).items() if k in INTERVAL} if len(means) >= 3
+                              else None)}
 
 
 def verdict(entry: dict, pc_label: str, bc_label: str) -> str:
@@ -73,14 +77,16 @@ def verdict(entry: dict, pc_label: str, bc_label: str) -> str:
 
 def format_table(games: list[dict], pc_label: str, bc_label: str) -> str:
     lines = [(f"| game | training seed | {pc_label} | {bc_label} | {pc_label} − {bc_label}, paired over episodes "
-              "(95% CI) | verdict |"), "|---|---|---|---|---|---|"]
+              "(95% CI) | verdict | between training seeds (95% CI, 3+ seeds) |"), "|---|---|---|---|---|---|---|"]
     for game in games:
+        between = game.get("between_seeds")
+        spread = f"{between['mean']:+.2f} ({between['low']:+.2f} to {between['high']:+.2f})" if between else ""
         for row in [*game["seeds"], {**game["average"], "seed": "average of " + ", ".join(
-                str(s) for s in game["training_seeds"])}]:
+                str(s) for s in game["training_seeds"]), "between": spread}]:
             d = row["pc_minus_bc"]
             lines.append(f"| {game['game']} | {row['seed']} | {row['pc_mean_return']:.2f} | "
                          f"{row['bc_mean_return']:.2f} | {d['mean']:+.2f} ({d['low']:+.2f} to {d['high']:+.2f}) | "
-                         f"{verdict(row, pc_label, bc_label)} |")
+                         f"{verdict(row, pc_label, bc_label)} | {row.get('between', '')} |")
     return "\n".join(lines) + "\n"
 
 
