@@ -28,7 +28,8 @@ read the action in one pass. Unless the procedure is asked for (``return_procedu
 ``PolicyConfig.full_procedure``), PC stops decoding as soon as the grammar has fixed the action: ranked records
 (``branch_order="visits"``) after their first token, records in action order after every action's visit and value
 tokens and the first step of the principal variation; the rest of the procedure cannot change the action.
-``forward_passes`` counts the passes until the row's action was fixed. The infos hold the same keys as for mazes, plus
+``forward_passes`` counts the passes until the row's action was fixed (with the whole procedure, until its last
+token the grammar left open). The infos hold the same keys as for mazes, plus
 ``procedure_error``: why the generated procedure did not make a record (``return_procedure=True`` only), else None.
 """
 
