@@ -445,9 +445,7 @@ class _MCTSGrammar:
         grammar then repeats after ``<act>``."""
         seq = list(input_ids[self.prompt_length - 1 :])
         procedure = seq[1:]
-        if seq[0] == self.act:  # BC, auxiliary BC: the prompt ends with <act>
-            return procedure[0] if procedure else None
-        if not self.in_action_order:
+        if seq[0] == self.act or not self.in_action_order:  # BC's prompt ends with <act>; ranked: the first branch
             return procedure[0] if procedure else None
         cut = procedure.index(self.path) if self.path in procedure else None
         return procedure[cut + 1] if cut is not None and len(procedure) > cut + 1 else None
