@@ -132,7 +132,9 @@ actions, infos = policy.act(obs[None], return_procedure=True)
 ```""",
     "limitations": """- Trained on one game and one setting; the evaluation setting differs (sticky actions, difficulty ramping) on
   purpose, to measure generalization to configurations the expert data never covered.
-- Acting decodes the whole search summary (one forward pass per token, with a KV cache) before the action.""",
+- Acting decodes the search summary token by token (one forward pass per token it has a choice for, with a KV cache)
+  until the action is fixed: in action order after every action's visit and value tokens and the first step of the
+  principal variation; ranked, the first token is the action. `return_procedure=True` decodes the whole summary.""",
 }
 
 
