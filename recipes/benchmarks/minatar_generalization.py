@@ -26,7 +26,8 @@ Per game (default breakout, freeway, asterix):
    Student-t interval over episodes (`pc_transformers.evaluation_minatar`).
 4. **Decision latency**: ms per decision of PC and BC stepping one environment alone (batch 1) on
    ``--latency-episodes`` evaluation episodes, next to the MCTS expert's (one environment, one process); also
-   forward passes per decision and MCTS simulations per decision.
+   forward passes per decision and MCTS simulations per decision. PC acts as `MinAtarPolicy` does by default,
+   decoding until its action is fixed (``minatar_latency.py`` also times the whole procedure).
 
 Outputs in ``--out``: ``results.json`` (every number, every episode return), ``table.md`` and ``returns.png``
 (bar plot of mean returns with their 95% intervals, and latencies). The issue's targets are checked in
