@@ -827,15 +827,6 @@ class PCModel(PCPreTrainedModel):
         hidden = hidden + self.embed_positions(text_position.clamp(min=0)) * (~layout.is_cell())[..., None]
         if self.state_encoder is not None:
             hidden = self._add_state_summary(hidden, input_ids, layout, state_input_ids)
-
-        if t == 1 and past > 0 and bool(key_valid.all()) and not bool(act_reads_state.any()) and not bool(
-                (layout.role == ROLE_STATE).any()) and bool((key_position[:, :past] < position_ids).all()):
-            # One new procedure token after the prompt (a decoding step): it sees every key, and a token that is not a
-            # state cell gets no relative bias, so the mask below would be all zeros. Attention runs unmasked.
-            hidden, all_hidden, all_attentions = self._run_layers(
-                hidden, None, None, cache, output_attentions, output_hidden_states
-            )
-            return self.norm(hidden), layout, all_hidden, all_attentions
         # The state prefix is bidirectional; everything else is causal; a token always sees itself.
         key = token_layout(cfg, key_position, torch.full((b, 1), torch.iinfo(torch.long).max, device=device))
         q_state, k_state = (layout.role == ROLE_STATE)[:, :, None], (key.role == ROLE_STATE)[:, None, :]
@@ -854,30 +845,33 @@ class PCModel(PCPreTrainedModel):
 
     def _text_step(self, input_ids, attention_mask, position_ids, cache, past, output_attentions,
                    output_hidden_states, state_input_ids):
-        """One decoding step after the prompt, the common case of acting: one new token per row, past the state, at
-        the next position, attending to every cached key. The general path below gives the same result for it (no
-        mask, no bias: it takes its own unmasked branch) after building the layout, masks and checks for the whole
-        call; this computes only what the token needs. Returns None for any other call (prompts, training, padding
-        masks, BC's ``<act>`` readout, a position past the table, a missing ``state_input_ids``)."""
+        """One decoding step after the prompt, the common case of acting: one new token per row, not a state cell, at
+        a position after every cached key. It sees every key, and a token that is not a state cell gets no relative
+        bias, so the general path's mask would be all zeros: attention runs unmasked, and only what the token needs
+        (its embeddings, the state vector) is computed. Returns None for any other call (prompts, training, padding
+        masks, BC's ``<act>`` readout, a position past the table, a missing ``state_input_ids``), which the general
+        path serves or rejects with its error."""
         cfg = self.config
         b, t = input_ids.shape
-        if t != 1 or past <= cfg.num_cells or cache is None:
-            return None
-        text_position = past - (cfg.num_cells + 1)
-        if text_position >= cfg.max_position_embeddings:
+        if t != 1 or past == 0 or cache is None:
             return None
         if attention_mask is not None and (attention_mask.shape != (b, past + 1) or not bool(attention_mask.all())):
             return None
-        if position_ids is not None and (position_ids.shape != (b, 1) or not bool((position_ids == past).all())):
+        position = (torch.full((b, 1), past, dtype=torch.long, device=input_ids.device) if position_ids is None
+                    else position_ids)
+        # Keys sit at 0 … past - 1 (no padding): the token must come after them and after the state.
+        if position.shape != (b, 1) or not bool(((position >= past) & (position > cfg.num_cells)).all()):
+            return None
+        text_position = position - (cfg.num_cells + 1)
+        if bool((text_position >= cfg.max_position_embeddings).any()):
             return None
         if cfg.action_readout == "act_token" and cfg.objective != "pc" and bool((input_ids == cfg.act_token_id).any()):
             return None
         if self.state_encoder is not None and (state_input_ids is None or state_input_ids.shape != (b, cfg.num_cells)):
-            return None  # the general path says what is missing
-        position = torch.full((b, 1), past, dtype=torch.long, device=input_ids.device)
+            return None
         other = torch.full_like(position, -1)
         layout = TokenLayout(role=torch.full_like(position, ROLE_OTHER), block=other, cell=other, position=position)
-        hidden = self.embed_tokens(input_ids) + self.embed_positions.weight[text_position]
+        hidden = self.embed_tokens(input_ids) + self.embed_positions(text_position)
         if self.state_encoder is not None:  # every token that is not a state cell reads the encoder's vector
             hidden = hidden + self._state_summary(state_input_ids).to(hidden.dtype)[:, None, :]
         hidden, all_hidden, all_attentions = self._run_layers(
