@@ -85,6 +85,14 @@ def summarize(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in methods} | methods
 
 
+def write_outputs(out: Path, json_name: str, summary: dict, table: str) -> None:
+    """``OUT/json_name`` (the summary) and ``OUT/table.md``; prints the table."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / json_name).write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "table.md").write_text(table)
+    print(table)
+
+
 def setting_sentence(result: dict) -> str:
     """Where an evaluation JSON's episodes were played, as the tables' first words."""
     return (f"{result['setting']} setting (sticky actions {result['sticky_action_prob']}, difficulty ramping "
@@ -147,13 +155,10 @@ def main(argv=None) -> dict:
         if Path(source).resolve() != (args.out / name).resolve():
             shutil.copyfile(source, args.out / name)
     summary = {"pc_label": args.pc_label, "bc_label": args.bc_label, "games": [summarize(row) for row in rows]}
-    (args.out / "paired.json").write_text(json.dumps(summary, indent=2) + "\n")
     head = (setting_sentence(rows[0]["pc"]) + "mean return ± 95% Student-t half-width; the difference is the "
             "t-interval of the per-seed differences (same seeds). "
             "Inputs: the `GAME_*.json` files beside this table; built by `recipes/benchmarks/minatar_paired.py`.\n\n")
-    table = head + format_table(rows, args.pc_label, args.bc_label)
-    (args.out / "table.md").write_text(table)
-    print(table)
+    write_outputs(args.out, "paired.json", summary, head + format_table(rows, args.pc_label, args.bc_label))
     return summary
 
 

@@ -23,7 +23,6 @@ should be files committed under ``recipes/benchmarks/results/`` for the table to
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ from pc_transformers.envs.minatar import MINATAR_GAMES
 from pc_transformers.evaluation_minatar import t_interval
 from pc_transformers.recipes import load_recipe
 
-paired = load_recipe("benchmarks/minatar_paired")  # read_json, check_same_episodes, setting_sentence
+paired = load_recipe("benchmarks/minatar_paired")  # read_json, check_same_episodes, setting_sentence, write_outputs
 
 INTERVAL = ("mean", "low", "high", "half_width", "std", "n")
 
@@ -116,16 +115,13 @@ def main(argv=None) -> dict:
                                              "inputs": {"pc": str(pc_path), "bc": str(bc_path)}})
     games = [compare(game, entries) for game, entries in by_game.items()]
 
-    args.out.mkdir(parents=True, exist_ok=True)
     summary = {"pc_label": args.pc_label, "bc_label": args.bc_label, "games": games}
-    (args.out / "seeds.json").write_text(json.dumps(summary, indent=2) + "\n")
     head = (paired.setting_sentence(by_game[games[0]["game"]][0]["pc"]) + "mean returns; the difference is the "
-            "Student-t interval over the episodes of the per-episode differences (same episode seeds for every checkpoint of a game); the average row averages the training seeds' "
-            "differences per episode first, so its interval holds the episodes' variation, not the training "
-            "seeds'. Inputs: named in `seeds.json`; built by `recipes/benchmarks/minatar_seeds.py`.\n\n")
-    table = head + format_table(games, args.pc_label, args.bc_label)
-    (args.out / "table.md").write_text(table)
-    print(table)
+            "Student-t interval over the episodes of the per-episode differences (same episode seeds for every "
+            "checkpoint of a game); the average row averages the training seeds' differences per episode first, "
+            "so its interval holds the episodes' variation, not the training seeds'. Inputs: named in "
+            "`seeds.json`; built by `recipes/benchmarks/minatar_seeds.py`.\n\n")
+    paired.write_outputs(args.out, "seeds.json", summary, head + format_table(games, args.pc_label, args.bc_label))
     return summary
 
 
