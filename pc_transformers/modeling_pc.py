@@ -910,8 +910,8 @@ class PCModel(PCPreTrainedModel):
         weights = self.state_encoder.weights()
         key = _weight_key(weights)
         cached = getattr(self, "_summary_cache", None)
-        if (key is None or cached is None or cached[0] != key or cached[1].shape != state.shape
-                or cached[1].device != state.device or not torch.equal(cached[1], state)):
+        if (key is None or cached is None or cached[0] != key or cached[1].device != state.device
+                or not torch.equal(cached[1], state)):  # torch.equal: False for another shape
             cached = self._summary_cache = (key, state.clone(), self.state_encoder(state), [w.detach() for w in weights])
         return cached[2]
 
