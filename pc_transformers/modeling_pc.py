@@ -202,7 +202,14 @@ def _tiles(x: torch.Tensor, grid: int, kernel: int, padding: int) -> torch.Tenso
 def _halo_tiles(x: torch.Tensor, grid: int, w: int) -> torch.Tensor:
     """`_tiles` when TILE divides the grid and ``2w``: a halo is then ``m × m`` whole TILE×TILE sub-tiles of the grid
     padded by ``w`` (``m = 1 + 2w/TILE``), so it is gathered by ``m²`` strided slices instead of im2col, whose
-    backward (col2im) cost more than the attention's own products in training. Regions come out sub-tile-major."""
+    backward (col2im) cost more than the attention's own products in training. Regions come out sub-tile-major.
+    With gradients the backward is `_HaloTiles`'s."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _HaloTiles.apply(x, grid, w)
+    return _gather_halos(x, grid, w)
+
+
+def _gather_halos(x: torch.Tensor, grid: int, w: int) -> torch.Tensor:
     b, h, length, k = x.shape
     nb, per_side = length // (grid * grid), grid // TILE
     m, s = 1 + 2 * w // TILE, (grid + 2 * w) // TILE
@@ -211,6 +218,32 @@ def _halo_tiles(x: torch.Tensor, grid: int, w: int) -> torch.Tensor:
     parts = [sub[:, i : i + per_side, j : j + per_side] for i in range(m) for j in range(m)]
     regions = torch.stack(parts, dim=5)  # (B, tile row, tile col, H, nb, m², TILE, TILE, K)
     return regions.reshape(b, per_side * per_side * h, nb * m * m * TILE * TILE, k)
+
+
+class _HaloTiles(torch.autograd.Function):
+    """`_gather_halos` whose backward adds the ``m²`` slices' gradients into one padded buffer in place. Autograd's
+    own backward of the slices fills a zeroed padded buffer per slice and sums them, which took twice the time of
+    this forward and backward together on the 16×16 training batches (and 4-5% of a float32 training step)."""
+
+    @staticmethod
+    def forward(ctx, x, grid, w):
+        ctx.shape, ctx.grid, ctx.w = x.shape, grid, w
+        return _gather_halos(x, grid, w)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        b, h, length, k = ctx.shape
+        grid, w = ctx.grid, ctx.w
+        nb, per_side = length // (grid * grid), grid // TILE
+        m, s = 1 + 2 * w // TILE, (grid + 2 * w) // TILE
+        grad = grad.reshape(b, per_side, per_side, h, nb, m * m, TILE, TILE, k)
+        sub = grad.new_zeros(b, s, s, h, nb, TILE, TILE, k)
+        for i in range(m):
+            for j in range(m):
+                sub[:, i : i + per_side, j : j + per_side] += grad[:, :, :, :, :, i * m + j]
+        planes = sub.permute(0, 3, 4, 1, 5, 2, 6, 7).reshape(b, h, nb, s * TILE, s * TILE, k)
+        return planes[:, :, :, w : w + grid, w : w + grid].reshape(b, h, length, k), None, None
 
 
 def _query_tiles(x: torch.Tensor, grid: int) -> torch.Tensor:

@@ -441,6 +441,22 @@ def test_window_mask_kept_at_inference_follows_the_weights(make_config):
     torch.testing.assert_close(trained.detach(), out, atol=1e-6, rtol=1e-6)
 
 
+
+@pytest.mark.parametrize("grid_size, w", [(8, 2), (8, 4), (16, 2)])
+def test_halo_gather_backward_matches_autograd(grid_size, w):
+    """The halos' hand-written backward (`_HaloTiles`, taken whenever the keys need gradients) equals autograd's
+    through the same slices, and the forward is the gather itself."""
+    from pc_transformers import modeling_pc
+
+    x = torch.randn(3, 2, 2 * grid_size * grid_size, 4, requires_grad=True)  # two blocks per example
+    halos = modeling_pc._halo_tiles(x, grid_size, w)
+    assert halos.grad_fn.name().startswith("_HaloTiles")
+    upstream = torch.randn_like(halos)
+    (ours,) = torch.autograd.grad(halos, x, upstream)
+    (reference,) = torch.autograd.grad(modeling_pc._gather_halos(x, grid_size, w), x, upstream)
+    torch.testing.assert_close(ours, reference, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(halos, modeling_pc._gather_halos(x, grid_size, w), rtol=0, atol=0)
+
 def _pattern_sequence(tokenizer, config, offset):
     """``<s> state <proc> x_0 <step> x_1`` for a grid of walls holding a small room at ``offset``."""
     g = config.grid_size
