@@ -246,6 +246,27 @@ class _HaloTiles(torch.autograd.Function):
         return planes[:, :, :, w : w + grid, w : w + grid].reshape(b, h, length, k), None, None
 
 
+class _Prefixes(torch.autograd.Function):
+    """The views ``x[:rows, :, :end]`` for each ``(rows, end)`` of ``views``, in one autograd node: its backward adds
+    their gradients into one buffer, where separate slices would each make a zero-filled gradient of ``x``'s whole
+    size (the autoregressive query blocks' keys, `PCAttention._windowed_blocks`)."""
+
+    @staticmethod
+    def forward(ctx, x, views):
+        ctx.shape, ctx.views = x.shape, views
+        return tuple(x[:rows, :, :end] for rows, end in views)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        grad = None
+        for (rows, end), part in zip(ctx.views, grads):
+            if part is not None:
+                grad = part.new_zeros(ctx.shape) if grad is None else grad
+                grad[:rows, :, :end] += part
+        return grad, None
+
+
 def _query_tiles(x: torch.Tensor, grid: int) -> torch.Tensor:
     """`_tiles` for the queries (``kernel = stride = TILE``, no padding): the tiles do not overlap, so when TILE divides
     the grid this is a reshape and a permutation, with no im2col/col2im copies in the forward and backward passes."""
@@ -379,29 +400,64 @@ class PCAttention(nn.Module):
         Computed tile by tile: the TILE×TILE queries of a tile against the (TILE+2w)² halo around it, so the work is
         dense matrix products (4× fewer scores than global attention on a 16×16 grid), then masked to the exact window.
         """
-        cfg = self.config
-        g, n, w = cfg.grid_size, cfg.num_cells, self.relative_bias.clip
-        halo = TILE + 2 * w
-        b, h, _, kd = q.shape
-        nq, nk = plan.num_query_blocks, k.shape[2] // n
-        if nq > 1 and plan.autoregressive:
-            # One query block at a time against the blocks up to it: memory grows with one block's view, not nq·nk.
-            outs, weights = [], []
-            for j in range(nq):
-                visible = nk - nq + j + 1
-                sub = WindowPlan(1, plan.query_block[:, j : j + 1], plan.key_block[:, :visible],
-                                 plan.key_block_valid[:, :visible], autoregressive=True)
-                out, weight = self._windowed(q[:, :, j * n : (j + 1) * n], k[:, :, : visible * n],
-                                             v[:, :, : visible * n], sub, output_attentions)
-                outs.append(out)
-                weights.append(weight)
-            return torch.cat(outs, dim=1), (weights if output_attentions else None)
+        if plan.num_query_blocks > 1 and plan.autoregressive:
+            return self._windowed_blocks(q, k, v, plan, output_attentions)
+        g, w = self.config.grid_size, self.relative_bias.clip
+        kt, vt = _tiles(k, g, TILE + 2 * w, w), _tiles(v, g, TILE + 2 * w, w)  # (B, tiles·H, nk·halo², K)
         if not plan.autoregressive:
             # Every Markov block sees only itself: one plan (and one mask) serves the whole batch of blocks.
             plan = WindowPlan(1, plan.query_block[:1], plan.key_block[:1], plan.key_block_valid[:1], False)
+        return self._window_tiles(q, kt, vt, plan, output_attentions)
+
+    def _windowed_blocks(self, q, k, v, plan: WindowPlan, output_attentions):
+        """Autoregressive `_windowed` for several query blocks: one at a time against the blocks up to it, so memory
+        grows with one block's view, not nq·nk. The halos are gathered once: the keys a query block sees are a
+        prefix of them. Without ``output_attentions``, when each example's valid blocks come first (right padding),
+        the examples are taken longest first, so that those whose query block j is not padding are a prefix of the
+        batch too; only they run, and a padding block's output (read by nothing) is zero."""
+        g, n, w = self.config.grid_size, self.config.num_cells, self.relative_bias.clip
+        halo, b = TILE + 2 * w, q.shape[0]
+        nq, nk = plan.num_query_blocks, k.shape[2] // n
+        valid = plan.key_block_valid
+        order = None
+        rows = [b] * nq
+        if not output_attentions and bool((valid[:, 1:] <= valid[:, :-1]).all()):  # valid blocks first
+            lengths = valid.sum(dim=1)
+            order = torch.argsort(lengths, descending=True, stable=True)
+            if bool((order == torch.arange(b, device=order.device)).all()):
+                order = None
+            else:
+                q, k, v = q[order], k[order], v[order]
+                plan = WindowPlan(nq, plan.query_block[order], plan.key_block[order], valid[order], True)
+                lengths = lengths[order]
+            rows = [int((lengths > nk - nq + j).sum()) for j in range(nq)]
+        kt, vt = _tiles(k, g, halo, w), _tiles(v, g, halo, w)  # (B, tiles·H, nk·halo², K), block-major
+        views = [(rows[j], (nk - nq + j + 1) * halo * halo) for j in range(nq)]
+        k_views, v_views = _Prefixes.apply(kt, views), _Prefixes.apply(vt, views)
+        outs, weights = [], []
+        for j in range(nq):
+            r, visible = rows[j], nk - nq + j + 1
+            if r == 0:
+                outs.append(q.new_zeros(b, n, q.shape[1] * q.shape[3]))
+                continue
+            sub = WindowPlan(1, plan.query_block[:r, j : j + 1], plan.key_block[:r, :visible],
+                             plan.key_block_valid[:r, :visible], autoregressive=True)
+            out, weight = self._window_tiles(q[:r, :, j * n : (j + 1) * n], k_views[j], v_views[j], sub,
+                                             output_attentions)
+            outs.append(out if r == b else torch.cat([out, out.new_zeros(b - r, *out.shape[1:])]))
+            weights.append(weight)
+        out = torch.cat(outs, dim=1)
+        if order is not None:
+            out = out[torch.argsort(order)]
+        return out, (weights if output_attentions else None)
+
+    def _window_tiles(self, q, kt, vt, plan: WindowPlan, output_attentions):
+        """`_windowed` with the keys and values already in tiles (`_tiles`), ``(B, tiles·H, nk·halo², K)``."""
+        g, n, w = self.config.grid_size, self.config.num_cells, self.relative_bias.clip
+        b, h, _, kd = q.shape
+        nq = plan.num_query_blocks
         q_cell = _tile_geometry(g, w, q.device)[3]
         qt = _query_tiles(q, g)  # (B, tiles·H, nq·TILE², K)
-        kt, vt = _tiles(k, g, halo, w), _tiles(v, g, halo, w)  # (B, tiles·H, nk·halo², K)
         mask = self._window_mask(plan, q.dtype, q.device)
         # A mask that carries the bias table's gradient sends sdpa to its math fallback, which is slower on these
         # many small products than the same computation done eagerly.
@@ -433,6 +489,8 @@ class PCAttention(nn.Module):
         same = plan.query_block[:, :, None] == plan.key_block[:, None, :]  # (B, nq, nk)
         visible = same | (plan.autoregressive & (plan.key_block[:, None, :] < plan.query_block[:, :, None]))
         visible = visible & plan.key_block_valid[:, None, :]
+        if bool((same == same[:1]).all()) and bool((visible == visible[:1]).all()):
+            same, visible = same[:1], visible[:1]  # one mask for the whole batch, built once
         bias_own = table[:, offset].permute(1, 0, 2, 3)  # (tiles, H, TILE², halo²)
         bias_earlier = table[:, side * side + offset].permute(1, 0, 2, 3)
         floor = torch.finfo(dtype).min
@@ -444,7 +502,7 @@ class PCAttention(nn.Module):
         # precision. Let it see everything; its output is never read.
         row_empty = ~allowed.any(dim=-1, keepdim=True).any(dim=-2, keepdim=True)
         mask = bias.to(dtype).masked_fill(~(allowed | row_empty), floor)
-        if bool((mask == mask[:1]).all()):
+        if mask.shape[0] > 1 and bool((mask == mask[:1]).all()):
             mask = mask[:1]
         mask = mask.reshape(mask.shape[0], tiles * h, nq * TILE * TILE, nk * halo * halo)
         if key is not None:

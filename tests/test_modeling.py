@@ -239,6 +239,42 @@ def test_right_padding_does_not_change_an_examples_outputs(make_config, make_exa
             torch.testing.assert_close(logits[i, : lengths[i]], model(ids).logits[0], atol=1e-5, rtol=1e-5)
 
 
+
+def test_autoregressive_blocks_skip_padding_with_the_same_loss_and_gradients(make_config, make_examples, tokenizer,
+                                                                            monkeypatch):
+    """Autoregressive blocks run, longest example first, only for the examples whose block is not padding
+    (`PCAttention._windowed_blocks`). On a right-padded training batch given shortest first, the loss and every
+    gradient equal those of the computation that runs every example for every block (``output_attentions=True``
+    turns the skipping off)."""
+    from pc_transformers.modeling_pc import PCAttention
+
+    config = make_config(factorization="autoregressive")
+    model = perturb(PCForProcedureCloning(config)).train()
+    short, *_, long = sorted(make_examples(config), key=lambda e: len(e["input_ids"]))
+    assert len(short["input_ids"]) < len(long["input_ids"])
+    examples = [short, short, long]  # shortest first: the blocks are reordered and back
+    batch = PCDataCollator(tokenizer.pad_token_id)(examples)
+    rows = []
+    window_tiles = PCAttention._window_tiles
+    monkeypatch.setattr(PCAttention, "_window_tiles",
+                        lambda self, q, *args: rows.append(q.shape[0]) or window_tiles(self, q, *args))
+
+    def loss_and_grads(**kwargs):
+        rows.clear()
+        model.zero_grad()
+        loss = model(**batch, **kwargs).loss
+        loss.backward()
+        return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    loss, grads = loss_and_grads()
+    assert min(rows) < len(examples) and max(rows) == len(examples)  # padding blocks were skipped
+    full_loss, full_grads = loss_and_grads(output_attentions=True)
+    assert set(rows) == {len(examples)}
+    torch.testing.assert_close(loss, full_loss, rtol=1e-6, atol=1e-6)
+    assert grads.keys() == full_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], full_grads[name], rtol=1e-5, atol=1e-6, msg=name)
+
 # ================================================================================================ 3. save/load
 @pytest.mark.parametrize("procedure_format, factorization", [
     ("bfs_maps", "markov"), ("bfs_maps", "autoregressive"), ("bfs_trace", "markov"),
@@ -373,18 +409,22 @@ def test_windowed_attention_matches_dense_reference_markov(make_config, grid_siz
     torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("factorization", ["markov", "autoregressive"])
 @pytest.mark.parametrize("grid_size, relative_clip", [(7, 1), (8, 2)])  # 8: halos gathered as whole sub-tiles
-def test_windowed_attention_gradients_match_dense_reference(make_config, grid_size, relative_clip):
-    """Training takes its own path (halos by strided slices, eager products so the bias table gets its gradient):
-    the gradients of the input, the projections and the bias table must be those of the reference."""
-    config = make_config(grid_size=grid_size, relative_clip=relative_clip)
+def test_windowed_attention_gradients_match_dense_reference(make_config, grid_size, relative_clip, factorization):
+    """Training takes its own path (halos by strided slices with their own backward, eager products so the bias table
+    gets its gradient; autoregressive blocks see prefixes of the halos): the gradients of the input, the projections
+    and the bias table must be those of the reference."""
+    config = make_config(grid_size=grid_size, relative_clip=relative_clip, factorization=factorization)
     attention = PCForProcedureCloning(config).train().model.layers[0].self_attn
     with torch.no_grad():
         attention.relative_bias.table.normal_(0.0, 1.0)
-    hidden = torch.randn(3, config.num_cells, config.hidden_size, requires_grad=True)
-    upstream = torch.randn(3, config.num_cells, config.hidden_size)
-    one = torch.zeros(3, 1, dtype=torch.long)
-    plan = WindowPlan(1, one, one, torch.ones(3, 1, dtype=torch.bool), autoregressive=False)
+    autoregressive = factorization == "autoregressive"
+    num_blocks = 3 if autoregressive else 1  # three query blocks each seeing the ones before
+    hidden = torch.randn(3, num_blocks * config.num_cells, config.hidden_size, requires_grad=True)
+    upstream = torch.randn(3, num_blocks * config.num_cells, config.hidden_size)
+    blocks = torch.arange(num_blocks).expand(3, -1)
+    plan = WindowPlan(num_blocks, blocks, blocks, torch.ones(3, num_blocks, dtype=torch.bool), autoregressive)
 
     def grads(forward):
         attention.zero_grad(set_to_none=True)
@@ -393,7 +433,7 @@ def test_windowed_attention_gradients_match_dense_reference(make_config, grid_si
         return {"hidden": hidden.grad.clone(), **{n: p.grad.clone() for n, p in attention.named_parameters()}}
 
     ours = grads(lambda: attention(hidden, None, None, window=plan)[0])
-    reference = grads(lambda: dense_window_reference(attention, hidden, 1, autoregressive=False))
+    reference = grads(lambda: dense_window_reference(attention, hidden, num_blocks, autoregressive))
     assert ours.keys() == reference.keys() and "relative_bias.table" in ours
     for name in ours:
         torch.testing.assert_close(ours[name], reference[name], atol=1e-4, rtol=1e-4, msg=name)
