@@ -209,10 +209,15 @@ def _halo_tiles(x: torch.Tensor, grid: int, w: int) -> torch.Tensor:
     return _gather_halos(x, grid, w)
 
 
+def _halo_geometry(length: int, grid: int, w: int) -> tuple[int, int, int, int]:
+    """For `_gather_halos` and its backward: blocks, tiles per side, sub-tiles per halo side, padded sub-tiles per
+    side."""
+    return length // (grid * grid), grid // TILE, 1 + 2 * w // TILE, (grid + 2 * w) // TILE
+
+
 def _gather_halos(x: torch.Tensor, grid: int, w: int) -> torch.Tensor:
     b, h, length, k = x.shape
-    nb, per_side = length // (grid * grid), grid // TILE
-    m, s = 1 + 2 * w // TILE, (grid + 2 * w) // TILE
+    nb, per_side, m, s = _halo_geometry(length, grid, w)
     planes = F.pad(x.reshape(b, h, nb, grid, grid, k), (0, 0, w, w, w, w))  # (B, H, nb, G+2w, G+2w, K)
     sub = planes.reshape(b, h, nb, s, TILE, s, TILE, k).permute(0, 3, 5, 1, 2, 4, 6, 7)  # (B, s, s, H, nb, T, T, K)
     parts = [sub[:, i : i + per_side, j : j + per_side] for i in range(m) for j in range(m)]
@@ -235,8 +240,7 @@ class _HaloTiles(torch.autograd.Function):
     def backward(ctx, grad):
         b, h, length, k = ctx.shape
         grid, w = ctx.grid, ctx.w
-        nb, per_side = length // (grid * grid), grid // TILE
-        m, s = 1 + 2 * w // TILE, (grid + 2 * w) // TILE
+        nb, per_side, m, s = _halo_geometry(length, grid, w)
         grad = grad.reshape(b, per_side, per_side, h, nb, m * m, TILE, TILE, k)
         sub = grad.new_zeros(b, s, s, h, nb, TILE, TILE, k)
         for i in range(m):
@@ -430,7 +434,8 @@ class PCAttention(nn.Module):
                 q, k, v = q[order], k[order], v[order]
                 plan = WindowPlan(nq, plan.query_block[order], plan.key_block[order], valid[order], True)
                 lengths = lengths[order]
-            rows = [int((lengths > nk - nq + j).sum()) for j in range(nq)]
+            query_index = torch.arange(nk - nq, nk, device=lengths.device)  # each query block's index among the keys
+            rows = (lengths[None, :] > query_index[:, None]).sum(dim=1).tolist()  # one device sync for all blocks
         kt, vt = _tiles(k, g, halo, w), _tiles(v, g, halo, w)  # (B, tiles·H, nk·halo², K), block-major
         views = [(rows[j], (nk - nq + j + 1) * halo * halo) for j in range(nq)]
         k_views, v_views = _Prefixes.apply(kt, views), _Prefixes.apply(vt, views)
@@ -490,7 +495,10 @@ class PCAttention(nn.Module):
         visible = same | (plan.autoregressive & (plan.key_block[:, None, :] < plan.query_block[:, :, None]))
         visible = visible & plan.key_block_valid[:, None, :]
         if bool((same == same[:1]).all()) and bool((visible == visible[:1]).all()):
-            same, visible = same[:1], visible[:1]  # one mask for the whole batch, built once
+            # One mask for the whole batch, built once. Rows that differ here can give equal masks only by accident
+            # (equal table entries for both relations), and a mask per row gives the same attention, so the whole
+            # mask is not compared afterwards.
+            same, visible = same[:1], visible[:1]
         bias_own = table[:, offset].permute(1, 0, 2, 3)  # (tiles, H, TILE², halo²)
         bias_earlier = table[:, side * side + offset].permute(1, 0, 2, 3)
         floor = torch.finfo(dtype).min
@@ -502,8 +510,6 @@ class PCAttention(nn.Module):
         # precision. Let it see everything; its output is never read.
         row_empty = ~allowed.any(dim=-1, keepdim=True).any(dim=-2, keepdim=True)
         mask = bias.to(dtype).masked_fill(~(allowed | row_empty), floor)
-        if mask.shape[0] > 1 and bool((mask == mask[:1]).all()):
-            mask = mask[:1]
         mask = mask.reshape(mask.shape[0], tiles * h, nq * TILE * TILE, nk * halo * halo)
         if key is not None:
             self._mask_cache = (key, mask)
