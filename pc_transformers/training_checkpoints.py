@@ -42,6 +42,9 @@ def save_checkpoint(accelerator, model, tokenizer, config: TrainConfig, state: d
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp / "state"))  # every process writes its RNG state; process 0 the rest
+    # save_state does not wait for the others: without this, process 0 could rename the directory before a slower
+    # process wrote its RNG state, which would then re-create the temporary directory and land there.
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _save_policy(accelerator, model, tokenizer, config, tmp / "policy")
         save_config(config, tmp / "train_config.yaml")

@@ -297,6 +297,42 @@ def test_train_two_processes(tmp_path):
         str(state / "model.safetensors")).items() if k in weights(tmp_path / "final")})
 
 
+def test_checkpoint_waits_for_every_process_before_renaming(tmp_path, monkeypatch):
+    """`save_checkpoint` as two processes (threads with a barrier for ``wait_for_everyone``) where process 1 writes
+    its RNG state late: its file must be in the renamed checkpoint, not in a re-created temporary directory."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pc_transformers import training_checkpoints
+    from pc_transformers.training_config import TrainConfig
+
+    barrier = threading.Barrier(2, timeout=30)
+
+    class Process:  # the parts of an Accelerator that save_checkpoint uses
+        def __init__(self, index):
+            self.process_index, self.is_main_process = index, index == 0
+
+        def wait_for_everyone(self):
+            barrier.wait()
+
+        def save_state(self, path):
+            os.makedirs(path, exist_ok=True)  # as Accelerator.save_state does
+            time.sleep(0.5 * self.process_index)
+            Path(path, f"random_states_{self.process_index}.pkl").write_text("rng")
+
+    monkeypatch.setattr(training_checkpoints, "_save_policy", lambda acc, model, tok, config, path: path.mkdir())
+    config = TrainConfig(output_dir=str(tmp_path))
+    with ThreadPoolExecutor(2) as pool:
+        saves = [pool.submit(training_checkpoints.save_checkpoint, Process(i), None, None, config, {"step": 4})
+                 for i in (0, 1)]
+        for save in saves:
+            save.result()  # raises what the thread raised
+    state = tmp_path / "checkpoints" / "step_000004" / "state"
+    assert sorted(p.name for p in state.iterdir()) == ["random_states_0.pkl", "random_states_1.pkl"]
+    assert not (tmp_path / "checkpoints" / ".tmp-step_000004").exists()
+
+
 # --- Hub ---------------------------------------------------------------------------------------------------------
 
 CHECK_PUSHED = """
