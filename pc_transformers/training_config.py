@@ -44,6 +44,10 @@ class OptimArgs:
     ema_decay: keep an exponential moving average of the weights (`torch.optim.swa_utils.AveragedModel`), updated
         after every optimizer step with this decay (e.g. 0.99; 0: none). Validation, keep_best, the checkpoints'
         ``policy/`` and ``final/`` then hold the averaged weights; training goes on with the raw ones.
+    keep_freed_memory: CPU training on glibc (Linux): keep freed memory in the process rather than returning it to
+        the kernel and faulting it in again at every step (`pc_transformers.memory.keep_freed_memory`; fp32 16x16
+        training 1.05x faster here, bf16 unchanged; the process's memory stays near its peak). Skipped where the
+        environment preloads another allocator or sets malloc's thresholds itself.
     """
 
     max_steps: int = 2000
@@ -56,6 +60,7 @@ class OptimArgs:
     max_grad_norm: float = 1.0
     mixed_precision: str = "no"
     ema_decay: float = 0.0
+    keep_freed_memory: bool = True
 
 
 @dataclasses.dataclass

@@ -74,6 +74,7 @@ from pc_transformers.envs import maze_splits
 from pc_transformers.envs.minatar import episode_seeds
 from pc_transformers.evaluation import evaluate_policy, json_safe
 from pc_transformers.evaluation_minatar import evaluate_minatar_policy
+from pc_transformers.memory import keep_freed_memory
 from pc_transformers.training_checkpoints import (
     last_checkpoint,
     load_best,
@@ -176,6 +177,8 @@ def build_training(config: TrainConfig, **accelerator_kwargs) -> Training:
         mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.gradient_accumulation_steps,
         **accelerator_kwargs,
     )
+    if args.keep_freed_memory and accelerator.device.type == "cpu":
+        keep_freed_memory()
     if args.batch_size % (args.gradient_accumulation_steps * accelerator.num_processes):
         raise ValueError(f"train.batch_size={args.batch_size} must be divisible by gradient_accumulation_steps "
                          f"({args.gradient_accumulation_steps}) x processes ({accelerator.num_processes})")

@@ -5,8 +5,8 @@
     python recipes/benchmarks/training_throughput.py --config pc_maze16 --mixed-precision bf16
 
 It runs the training loop of ``recipes/train.py`` (its ``build_training``: data, model, AdamW, schedule, mixed
-precision and gradient accumulation; its batch sampler and ``train_step``) for ``--warmup`` + ``--steps`` optimizer
-steps, with no evaluation or checkpointing, and reports:
+precision, gradient accumulation and ``train.keep_freed_memory``; its batch sampler and ``train_step``) for
+``--warmup`` + ``--steps`` optimizer steps, with no evaluation or checkpointing, and reports:
 
 - ``sequences_per_s``: training sequences (one expert decision each: state, procedure, action);
 - ``map_pairs_per_s`` (grid procedures): procedure maps predicted per second. Each map is predicted from the block
@@ -72,7 +72,7 @@ def measure(config, steps: int, warmup: int) -> dict:
     seconds = sum(times)
     return {
         "steps": steps, "batch_size": args.batch_size, "gradient_accumulation_steps": accumulation,
-        "mixed_precision": args.mixed_precision,
+        "mixed_precision": args.mixed_precision, "keep_freed_memory": args.keep_freed_memory,
         "sequences_per_s": sequences / seconds, "map_pairs_per_s": pairs / seconds, "tokens_per_s": tokens / seconds,
         "map_pairs_per_sequence": pairs / sequences, "seconds": seconds,
         "step_ms_median": 1000 * statistics.median(times),
