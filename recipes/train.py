@@ -360,7 +360,9 @@ def finish(accelerator, model, tokenizer, config: TrainConfig, state: dict, trai
 def cli(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="recipes/train.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="config keys:\n" + TrainConfig.__doc__.split("Args:")[1])
+                                     epilog="config keys:\n" + TrainConfig.__doc__.split("Args:")[1]
+                                     + "\ntrain.* keys:\n" + OptimArgs.__doc__.split("Args:")[1]
+                                     + "\neval.* keys:\n" + EvalArgs.__doc__.split("Args:")[1])
     parser.add_argument("--config", required=True, help="YAML file (recipes/configs/*.yaml)")
     parser.add_argument("--resume", action="store_true", help="continue from {output_dir}/checkpoints/last")
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_steps=100")

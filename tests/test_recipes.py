@@ -125,6 +125,17 @@ def test_config_errors_name_the_value(recipe, override, error, match):
         recipe.load_config(config_path("pc_maze8"), [override])
 
 
+def test_help_lists_the_keys_of_the_config_and_its_sections(recipe, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        recipe.cli(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    sections = [text.index(header) for header in ("config keys:", "train.* keys:", "eval.* keys:")]
+    assert sections == sorted(sections)
+    for key in ("output_dir:", "push_to_hub:", "ema_decay:", "keep_freed_memory:", "keep_best:", "batch_size:"):
+        assert f"    {key}" in text, key
+
+
 def test_cli_errors_exit_2(tmp_path):
     from pc_transformers.cli import main
 
