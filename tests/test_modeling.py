@@ -239,7 +239,6 @@ def test_right_padding_does_not_change_an_examples_outputs(make_config, make_exa
             torch.testing.assert_close(logits[i, : lengths[i]], model(ids).logits[0], atol=1e-5, rtol=1e-5)
 
 
-
 def test_autoregressive_blocks_skip_padding_with_the_same_loss_and_gradients(make_config, make_examples, tokenizer,
                                                                             monkeypatch):
     """Autoregressive blocks run, longest example first, only for the examples whose block is not padding
@@ -274,6 +273,7 @@ def test_autoregressive_blocks_skip_padding_with_the_same_loss_and_gradients(mak
     assert grads.keys() == full_grads.keys()
     for name in grads:
         torch.testing.assert_close(grads[name], full_grads[name], rtol=1e-5, atol=1e-6, msg=name)
+
 
 # ================================================================================================ 3. save/load
 @pytest.mark.parametrize("procedure_format, factorization", [
@@ -481,7 +481,6 @@ def test_window_mask_kept_at_inference_follows_the_weights(make_config):
     torch.testing.assert_close(trained.detach(), out, atol=1e-6, rtol=1e-6)
 
 
-
 @pytest.mark.parametrize("grid_size, w", [(8, 2), (8, 4), (16, 2)])
 def test_halo_gather_backward_matches_autograd(grid_size, w):
     """The halos' hand-written backward (`_HaloTiles`, taken whenever the keys need gradients) equals autograd's
@@ -496,6 +495,7 @@ def test_halo_gather_backward_matches_autograd(grid_size, w):
     (reference,) = torch.autograd.grad(modeling_pc._gather_halos(x, grid_size, w), x, upstream)
     torch.testing.assert_close(ours, reference, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(halos, modeling_pc._gather_halos(x, grid_size, w), rtol=0, atol=0)
+
 
 def _pattern_sequence(tokenizer, config, offset):
     """``<s> state <proc> x_0 <step> x_1`` for a grid of walls holding a small room at ``offset``."""
