@@ -157,6 +157,9 @@ class Training:
     examples: list
     micro_batch: int  # examples per micro-step (all processes): batch_size // gradient_accumulation_steps
     ema: AveragedModel | None = None  # train.ema_decay > 0: the moving average of the weights (ema.module)
+    # train.keep_freed_memory took effect: CPU training, and `keep_freed_memory` applied (the environment had not
+    # chosen an allocator or malloc settings itself)
+    freed_memory_kept: bool = False
 
     @property
     def evaluated(self) -> torch.nn.Module:
@@ -177,8 +180,7 @@ def build_training(config: TrainConfig, **accelerator_kwargs) -> Training:
         mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.gradient_accumulation_steps,
         **accelerator_kwargs,
     )
-    if args.keep_freed_memory and accelerator.device.type == "cpu":
-        keep_freed_memory()
+    freed_memory_kept = bool(args.keep_freed_memory and accelerator.device.type == "cpu" and keep_freed_memory())
     if args.batch_size % (args.gradient_accumulation_steps * accelerator.num_processes):
         raise ValueError(f"train.batch_size={args.batch_size} must be divisible by gradient_accumulation_steps "
                          f"({args.gradient_accumulation_steps}) x processes ({accelerator.num_processes})")
@@ -197,7 +199,7 @@ def build_training(config: TrainConfig, **accelerator_kwargs) -> Training:
                                                          multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     return Training(accelerator, dataset, tokenizer, model_config, model, optimizer, scheduler, examples,
-                    args.batch_size // args.gradient_accumulation_steps, ema)
+                    args.batch_size // args.gradient_accumulation_steps, ema, freed_memory_kept)
 
 
 def main(config: TrainConfig, resume: bool = False) -> dict:

@@ -15,6 +15,7 @@ import yaml
 from safetensors.torch import load_file
 
 from pc_transformers.data import load_maze_dataset
+from pc_transformers.memory import environment_choice
 from pc_transformers.recipes import config_path, load_recipe
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -464,6 +465,9 @@ def test_training_throughput_benchmark_counts_map_pairs(tmp_path):
     assert result["map_pairs_per_sequence"] == pytest.approx(maps / 8)
     assert result["map_pairs_per_s"] == pytest.approx(result["sequences_per_s"] * maps / 8)
     assert result["steps"] == 2 and result["hardware"]["torch_threads"] >= 1
+    # train.keep_freed_memory is on by default; it takes effect unless the environment chose malloc's settings.
+    assert result["keep_freed_memory"] is True
+    assert result["freed_memory_kept"] is (environment_choice() is None)
     # Gradient accumulation: micro-batches of 2, two per optimizer step; the warm-up step's two are not timed.
     proc = run([sys.executable, REPO / "recipes" / "benchmarks" / "training_throughput.py", "--config", "pc_maze8",
                 f"dataset={tmp_path / 'run' / 'data'}", "train.batch_size=4", "train.gradient_accumulation_steps=2",

@@ -12,7 +12,9 @@ precision, gradient accumulation and ``train.keep_freed_memory``; its batch samp
 - ``map_pairs_per_s`` (grid procedures): procedure maps predicted per second. Each map is predicted from the block
   before it (the state for map 0), which is the original implementation's example, "one map-to-map pair";
 - ``tokens_per_s``: non-padding tokens per second;
-- the median and spread of the step times, since this machine is shared and noisy.
+- the median and spread of the step times, since this machine is shared and noisy;
+- ``keep_freed_memory`` (the config's switch) and ``freed_memory_kept`` (whether it took effect: not where the
+  environment preloads an allocator or sets malloc's thresholds, see ``pc_transformers/memory.py``).
 
 Quote ratios measured in the same run, and the hardware (printed) with every absolute figure.
 """
@@ -73,6 +75,7 @@ def measure(config, steps: int, warmup: int) -> dict:
     return {
         "steps": steps, "batch_size": args.batch_size, "gradient_accumulation_steps": accumulation,
         "mixed_precision": args.mixed_precision, "keep_freed_memory": args.keep_freed_memory,
+        "freed_memory_kept": run.freed_memory_kept,  # whether it took effect (see pc_transformers.memory)
         "sequences_per_s": sequences / seconds, "map_pairs_per_s": pairs / seconds, "tokens_per_s": tokens / seconds,
         "map_pairs_per_sequence": pairs / sequences, "seconds": seconds,
         "step_ms_median": 1000 * statistics.median(times),
