@@ -289,18 +289,22 @@ def main(config: TrainConfig, resume: bool = False) -> dict:
             window["start"] = time.perf_counter()  # throughput excludes evaluation and checkpoint time
     bar.close()
     results = finish(accelerator, evaluated, tokenizer, config, state, dataset["train"])
-    # Leave together: a process that tears the (gloo) group down while process 0 still writes final/ can leave the
-    # other one waiting forever at exit.
+    leave_together(accelerator)
+    return results
+
+
+def leave_together(accelerator) -> None:
+    """End a run's processes together: a process that tears the (gloo) group down while process 0 still writes
+    (``final/``, a benchmark's JSON) can leave the other one waiting forever at exit."""
     accelerator.wait_for_everyone()
     accelerator.end_training()  # closes the trackers and the process group
     if accelerator.num_processes > 1:
-        # The gloo group itself is freed with the DDP wrapper that holds it, when this function's locals go, and its
+        # The gloo group itself is freed with the DDP wrapper that holds it, when the caller's locals go, and its
         # destructor joins gloo's worker threads while holding the GIL. A worker may still be releasing the last
         # collective's tensors, which takes the GIL: a deadlock, seen as a run that never exits (py-spy: main thread
         # in ~ProcessGroupGloo -> thread::join, worker in ~AsyncWork -> gil_scoped_acquire). Sleeping releases the
         # GIL so that the worker finishes first.
         time.sleep(0.5)
-    return results
 
 
 def finish(accelerator, model, tokenizer, config: TrainConfig, state: dict, train) -> dict:

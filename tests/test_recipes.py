@@ -484,6 +484,35 @@ def test_training_throughput_benchmark_counts_map_pairs(tmp_path):
 
 
 @pytest.mark.timeout(600)
+def test_training_throughput_benchmark_two_processes(tmp_path):
+    """Under ``accelerate launch`` with 2 CPU processes the benchmark splits the same global batches across them and
+    sums the counts: the map pairs per sequence are those of the one-process run on the same data, and process 0
+    alone writes the JSON."""
+    import socket
+
+    bench = REPO / "recipes" / "benchmarks" / "training_throughput.py"
+    options = ["--config", "pc_maze8", "data.train_mazes=2", "data.trajectories=2", "train.batch_size=4",
+               "train.gradient_accumulation_steps=2", "--steps", "2", "--warmup", "1", "--threads", "1"]
+    one = tmp_path / "one.json"
+    proc = run([sys.executable, bench, *options, f"output_dir={tmp_path / 'run'}", "--json", one])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with socket.socket() as sock:  # a free port, as in test_train_two_processes
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    two = tmp_path / "two.json"
+    proc = run_launched(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                         "--main_process_port", port, "--mixed_precision", "no", "--dynamo_backend", "no", bench,
+                         *options, f"dataset={tmp_path / 'run' / 'data'}", f"output_dir={tmp_path / 'run2'}",
+                         "--json", two], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    assert proc.stdout.count('"map_pairs_per_s"') == 1  # printed by process 0 only
+    one, two = json.loads(one.read_text()), json.loads(two.read_text())
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert two["map_pairs_per_sequence"] == pytest.approx(one["map_pairs_per_sequence"])
+    assert two["sequences_per_s"] * two["seconds"] == pytest.approx(2 * 4)  # 2 timed steps of 4 sequences
+
+
+@pytest.mark.timeout(600)
 def test_maze_generalization_benchmark_quick(tmp_path):
     """The benchmark's CI configuration: every method, 8x8, a few steps; outputs exist, quality is not asserted."""
     proc = run([sys.executable, REPO / "recipes" / "benchmarks" / "maze_generalization.py", "--quick", "--out",

@@ -3,6 +3,8 @@
     python recipes/benchmarks/training_throughput.py --config pc_maze16 \
         dataset=outputs/benchmarks/maze16_aug/data/maze16_train5_dihedral --steps 40 --threads 2
     python recipes/benchmarks/training_throughput.py --config pc_maze16 --mixed-precision bf16
+    accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no \
+        recipes/benchmarks/training_throughput.py --config pc_maze16 --threads 1   # data parallel, as train.py
 
 It runs the training loop of ``recipes/train.py`` (its ``build_training``: data, model, AdamW, schedule, mixed
 precision, gradient accumulation and ``train.keep_freed_memory``; its batch sampler and ``train_step``) for
@@ -30,6 +32,7 @@ import statistics
 import time
 
 import torch
+from accelerate import DataLoaderConfiguration, PartialState
 
 from pc_transformers.data import PCDataCollator
 from pc_transformers.recipes import config_path, load_recipe
@@ -45,35 +48,42 @@ def map_blocks(input_ids: torch.Tensor, config) -> int:
 
 def measure(config, steps: int, warmup: int) -> dict:
     """Time ``warmup + steps`` optimizer steps of ``recipes/train.py`` (its `build_training` and `train_step`, with
-    the config's gradient accumulation and mixed precision); the first ``warmup`` are not counted."""
+    the config's gradient accumulation and mixed precision); the first ``warmup`` are not counted.
+
+    Under ``accelerate launch`` (or torchrun) with several processes, the global batches are split across them as in
+    ``recipes/train.py``; the counts are summed over the processes, and the time is process 0's (the processes wait
+    for each other at every gradient all-reduce)."""
     train = load_recipe("train")
     if config.domain != "maze":
         raise ValueError(f"domain={config.domain!r}: this benchmark counts map pairs of maze procedures")
     args = config.train
-    run = train.build_training(config)
-    accumulation = args.gradient_accumulation_steps
+    run = train.build_training(config, dataloader_config=DataLoaderConfiguration(split_batches=True))
+    accelerator, accumulation = run.accelerator, args.gradient_accumulation_steps
     sampler = train.StepBatchSampler(len(run.examples), run.micro_batch, (warmup + steps) * accumulation, config.seed)
-    collate = PCDataCollator(run.tokenizer.pad_token_id)
+    # Collated and split outside the timed region, like a loader worker.
+    loader = accelerator.prepare(torch.utils.data.DataLoader(
+        run.examples, batch_sampler=sampler, collate_fn=PCDataCollator(run.tokenizer.pad_token_id)))
     run.model.train()
-    times, sequences, pairs, tokens = [], 0, 0, 0
+    times, counts = [], torch.zeros(3, dtype=torch.long)  # sequences, map pairs, tokens
     elapsed = 0.0
-    for micro_step, indices in enumerate(sampler, start=1):
-        batch = collate([run.examples[i] for i in indices])  # collated outside the timed region, like a loader worker
+    for micro_step, batch in enumerate(loader, start=1):
         start = time.perf_counter()
-        train.train_step(run.model, batch, run.accelerator, run.optimizer, run.scheduler, args.max_grad_norm)
+        train.train_step(run.model, batch, accelerator, run.optimizer, run.scheduler, args.max_grad_norm)
         elapsed += time.perf_counter() - start
         if micro_step <= warmup * accumulation:
             elapsed = 0.0
             continue
-        sequences += len(batch["input_ids"])
-        pairs += map_blocks(batch["input_ids"], run.model_config)
-        tokens += int(batch["attention_mask"].sum())
+        counts += torch.tensor([len(batch["input_ids"]), map_blocks(batch["input_ids"], run.model_config),
+                                int(batch["attention_mask"].sum())])
         if micro_step % accumulation == 0:  # an optimizer step is complete
             times.append(elapsed)
             elapsed = 0.0
+    sequences, pairs, tokens = accelerator.reduce(counts.to(accelerator.device), "sum").tolist()
+    train.leave_together(accelerator)
     seconds = sum(times)
     return {
         "steps": steps, "batch_size": args.batch_size, "gradient_accumulation_steps": accumulation,
+        "processes": accelerator.num_processes,
         "mixed_precision": args.mixed_precision, "keep_freed_memory": args.keep_freed_memory,
         "freed_memory_kept": run.freed_memory_kept,  # whether it took effect (see pc_transformers.memory)
         "sequences_per_s": sequences / seconds, "map_pairs_per_s": pairs / seconds, "tokens_per_s": tokens / seconds,
@@ -104,15 +114,17 @@ def main(argv=None) -> dict:
     if args.mixed_precision is not None:
         config.train = dataclasses.replace(config.train, mixed_precision=args.mixed_precision)
     result = measure(config, args.steps, args.warmup)
+    state = PartialState()  # the processes' shared state, set up by measure's Accelerator
     result["hardware"] = {"machine": platform.machine(), "processor": platform.processor() or None,
-                          "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                          "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),  # per process
                           "torch": torch.__version__, "cuda": torch.cuda.get_device_name() if torch.cuda.is_available()
                           else None}
     result["config"] = str(args.config)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    if state.is_main_process:
+        print(json.dumps(result, indent=2))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2)
     return result
 
 
