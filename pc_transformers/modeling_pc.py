@@ -589,9 +589,17 @@ class PCDecoderLayer(GradientCheckpointingLayer):
 # -------------------------------------------------------------------------------------------------------- models
 @dataclass
 class PCModelOutput(BaseModelOutputWithPast):
-    """`BaseModelOutputWithPast` plus the token layout of the inputs (the head's loss and readout need it)."""
+    """`BaseModelOutputWithPast` plus the token layout of the inputs (the head's loss and readout need it).
+
+    Grid formats also give the distinct final hidden states, ``row_states`` ``(R, D)``, and each token's row,
+    ``row_index`` ``(batch_size, sequence_length)``: ``last_hidden_state == row_states[row_index]``. Tokens that
+    attend only to themselves share one row per id (padding is most of a right-padded batch), so a loss read from the
+    rows sends its gradient to ``R`` rows rather than through the whole padded ``last_hidden_state``.
+    """
 
     token_layout: TokenLayout | None = None
+    row_states: torch.FloatTensor | None = None
+    row_index: torch.LongTensor | None = None
 
 
 @dataclass
@@ -711,11 +719,13 @@ class PCModel(PCPreTrainedModel):
         ):
             past_key_values = DynamicCache(config=cfg)
         past = past_key_values.get_seq_length() if past_key_values is not None else 0
+        row_states = row_index = None
         if cfg.is_grid:
-            hidden, layout, all_hidden, all_attentions = self._grid_forward(
+            row_states, row_index, layout, all_hidden, all_attentions = self._grid_forward(
                 input_ids, position_ids, past_key_values, past, state_input_ids, output_attentions,
                 output_hidden_states,
             )
+            hidden = row_states.index_select(0, row_index.flatten()).view(*row_index.shape, -1)
         else:
             hidden, layout, all_hidden, all_attentions = self._text_forward(
                 input_ids, attention_mask, position_ids, past_key_values, past, output_attentions,
@@ -727,6 +737,8 @@ class PCModel(PCPreTrainedModel):
             hidden_states=all_hidden,
             attentions=all_attentions,
             token_layout=layout,
+            row_states=row_states,
+            row_index=row_index,
         )
 
     # ------------------------------------------------------------------------------------------------ shared parts
@@ -769,7 +781,10 @@ class PCModel(PCPreTrainedModel):
         """Three groups that never attend to each other, each through the same layers: the state blocks (global
         attention, clipped 2D bias), the map blocks (windowed, or global under absolute positions), and the
         non-cell tokens (each attends only to itself). ``hidden_states``/``attentions`` are those of the map blocks
-        (of the state blocks when the call holds no map)."""
+        (of the state blocks when the call holds no map).
+
+        Returns the distinct final hidden states ``(R, D)`` and each token's row ``(B, T)`` (`PCModelOutput`), the
+        layout, and the per-layer hidden states and attentions."""
         cfg = self.config
         n = cfg.num_cells
         b, t = input_ids.shape
@@ -832,8 +847,7 @@ class PCModel(PCPreTrainedModel):
             hidden, _, _ = self._run_layers(self._embed(ids)[:, None], None, None, None, False, False)
             source[other[:, 0], other[:, 1]] = offset + inverse
             rows.append(hidden[:, 0])
-        out = torch.cat(rows).index_select(0, source.flatten()).view(b, t, -1)
-        return self.norm(out), layout, all_hidden, all_attentions
+        return self.norm(torch.cat(rows)), source, layout, all_hidden, all_attentions
 
     def _map_layers(self, hidden, map_b, map_block, batch, cache, past, output_attentions, output_hidden_states):
         """Map blocks through the layers: ``hidden`` ``(NB, N, D)`` → ``(NB, N, D)``."""
@@ -1130,8 +1144,17 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
         procedure_loss = action_loss = loss = None
         if labels is not None:
             # The losses project only the positions with a target (onto the allowed ids): the same values as
-            # ``logits`` there, without a backward pass through the whole (B, T, V) tensor.
-            procedure_loss, action_loss = self._losses(hidden, labels, input_ids, layout)
+            # ``logits`` there, without a backward pass through the whole (B, T, V) tensor. Grid formats read those
+            # positions' rows of ``row_states`` directly, so the backward does not pass through the padded (B, T, D)
+            # states either.
+            if out.row_states is not None:
+                token_rows = out.row_index if readout is None else out.row_index.gather(1, readout)  # (B, T)
+                def pick(keep):
+                    return out.row_states[token_rows[keep]]
+            else:
+                def pick(keep):
+                    return hidden[keep]
+            procedure_loss, action_loss = self._losses(pick, labels, input_ids, layout)
             terms = [w * l for w, l in ((self.config.procedure_loss_weight, procedure_loss),
                                         (self.config.action_loss_weight, action_loss)) if l is not None]
             loss = sum(terms) if terms else None
@@ -1189,8 +1212,9 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
         index[rows, act_t[rows]] = target[rows]
         return index
 
-    def _losses(self, hidden, labels, input_ids, layout: TokenLayout):
-        """Procedure and action losses from the readout hidden states ``(B, T, D)`` (what ``logits`` are made of)."""
+    def _losses(self, pick, labels, input_ids, layout: TokenLayout):
+        """Procedure and action losses. ``pick(keep)`` gives the readout hidden states (what ``logits`` are made of)
+        at the positions where the ``(B, T)`` bool ``keep`` is True, ``(keep.sum(), D)``."""
         cfg = self.config
         if labels.shape != input_ids.shape:
             raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
@@ -1199,7 +1223,7 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
         # Action: the token after <act>, scored over the action tokens only (the grammar fixes what comes there).
         next_label = F.pad(labels[:, 1:], (0, 1), value=-100)
         action_target = torch.where(is_act, next_label, -100)
-        action_loss = _subset_cross_entropy(hidden, weight, action_target, self.action_ids)
+        action_loss = _subset_cross_entropy(pick, weight, action_target, self.action_ids)
         if cfg.objective == "bc":
             return None, action_loss
         if cfg.is_grid:
@@ -1208,13 +1232,13 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
             target = F.pad(labels[:, shift:], (0, shift), value=-100)
             target_role = F.pad(layout.role[:, shift:], (0, shift), value=ROLE_OTHER)
             target = torch.where(layout.is_cell() & (target_role == ROLE_MAP), target, -100)
-            procedure_loss = _subset_cross_entropy(hidden, weight, target, self.map_ids)
+            procedure_loss = _subset_cross_entropy(pick, weight, target, self.map_ids)
         else:
             # Text-like: next-token prediction over the procedure tokens and the closing <act>.
             in_procedure = (input_ids == cfg.proc_token_id).long().cumsum(1) - is_act.long().cumsum(1) > 0
             target = torch.where(in_procedure, next_label, -100)
             target = target.masked_fill(is_act, -100)
-            procedure_loss = _masked_mean_ce(hidden, weight, target)
+            procedure_loss = _masked_mean_ce(pick, weight, target)
         return procedure_loss, action_loss
 
     # ---------------------------------------------------------------------------------------------------- decoding
@@ -1364,9 +1388,9 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
         return nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=cfg.pad_token_id)
 
 
-def _subset_cross_entropy(hidden, weight, target, subset_ids) -> torch.Tensor | None:
+def _subset_cross_entropy(pick, weight, target, subset_ids) -> torch.Tensor | None:
     """Mean cross-entropy over the positions with a target, the softmax taken over ``subset_ids`` only: the logits
-    ``hidden @ weight.T`` (bias-free head) at those positions and ids."""
+    ``hidden @ weight.T`` (bias-free head) at those positions and ids, ``pick(keep)`` giving their hidden states."""
     keep = target != -100
     if not keep.any():
         return None
@@ -1376,15 +1400,16 @@ def _subset_cross_entropy(hidden, weight, target, subset_ids) -> torch.Tensor | 
     if (sub_target < 0).any():
         raise ValueError(f"labels hold token ids {target[keep][sub_target < 0][:5].tolist()} where only "
                          f"{subset_ids.tolist()} are allowed by the grammar")
-    return F.cross_entropy(F.linear(hidden[keep], weight[subset_ids]).float(), sub_target)
+    return F.cross_entropy(F.linear(pick(keep), weight[subset_ids]).float(), sub_target)
 
 
-def _masked_mean_ce(hidden, weight, target) -> torch.Tensor | None:
-    """Mean cross-entropy over the positions with a target, over the whole vocabulary (bias-free head)."""
+def _masked_mean_ce(pick, weight, target) -> torch.Tensor | None:
+    """Mean cross-entropy over the positions with a target, over the whole vocabulary (bias-free head); ``pick(keep)``
+    gives their hidden states."""
     keep = target != -100
     if not keep.any():
         return None
-    return F.cross_entropy(F.linear(hidden[keep], weight).float(), target[keep])
+    return F.cross_entropy(F.linear(pick(keep), weight).float(), target[keep])
 
 
 __all__ = ["PCPreTrainedModel", "PCModel", "PCForProcedureCloning", "PCOutput", "GridDecodeOutput"]

@@ -157,6 +157,27 @@ def test_forward_shapes_and_losses(make_config, make_batch, procedure_format, fa
     assert torch.equal(unlabelled.logits, out.logits)
 
 
+def reference_grid_losses(config, input_ids, logits):
+    """The grid PC losses built from ``logits`` alone: every map cell predicted from the same cell one block earlier
+    (state → map 0), softmax over the map tokens; the action from the logits at ``<act>`` over the action tokens."""
+    n = config.num_cells
+    map_ids, action_ids = torch.tensor(config.map_token_ids), torch.tensor(config.action_token_ids)
+    procedure_terms, action_terms = [], []
+    for i, ids in enumerate(input_ids.tolist()):
+        act = ids.index(config.act_token_id)
+        num_maps = (act - (n + 1)) // (n + 1)
+        assert act == n + 2 + num_maps * (n + 1) - 1  # <s> state <proc> (map <step>)* map <act>
+        for m in range(num_maps):
+            source = 1 if m == 0 else n + 2 + (m - 1) * (n + 1)  # the block whose cells predict map m
+            target = n + 2 + m * (n + 1)
+            for c in range(n):
+                logp = logits[i, source + c, map_ids].log_softmax(-1)
+                procedure_terms.append(-logp[config.map_token_ids.index(ids[target + c])])
+        logp = logits[i, act, action_ids].log_softmax(-1)
+        action_terms.append(-logp[config.action_token_ids.index(ids[act + 1])])
+    return torch.stack(procedure_terms).mean(), torch.stack(action_terms).mean()
+
+
 def test_grid_pc_losses_match_an_independent_computation(make_config, make_batch):
     """Procedure loss: every map cell predicted from the same cell one block earlier (state → map 0), softmax over
     the six map tokens; action loss: the logits at ``<act>`` over the four action tokens."""
@@ -165,23 +186,32 @@ def test_grid_pc_losses_match_an_independent_computation(make_config, make_batch
     batch = make_batch(config, 3)
     with torch.no_grad():
         out = model(**batch)
-    n = config.num_cells
-    map_ids, action_ids = torch.tensor(config.map_token_ids), torch.tensor(config.action_token_ids)
-    procedure_terms, action_terms = [], []
-    for i, ids in enumerate(batch["input_ids"].tolist()):
-        act = ids.index(config.act_token_id)
-        num_maps = (act - (n + 1)) // (n + 1)
-        assert act == n + 2 + num_maps * (n + 1) - 1  # <s> state <proc> (map <step>)* map <act>
-        for m in range(num_maps):
-            source = 1 if m == 0 else n + 2 + (m - 1) * (n + 1)  # the block whose cells predict map m
-            target = n + 2 + m * (n + 1)
-            for c in range(n):
-                logp = out.logits[i, source + c, map_ids].log_softmax(-1)
-                procedure_terms.append(-logp[config.map_token_ids.index(ids[target + c])])
-        logp = out.logits[i, act, action_ids].log_softmax(-1)
-        action_terms.append(-logp[config.action_token_ids.index(ids[act + 1])])
-    torch.testing.assert_close(out.procedure_loss, torch.stack(procedure_terms).mean(), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out.action_loss, torch.stack(action_terms).mean(), atol=1e-5, rtol=1e-5)
+    procedure, action = reference_grid_losses(config, batch["input_ids"], out.logits)
+    torch.testing.assert_close(out.procedure_loss, procedure, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.action_loss, action, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("factorization", ["markov", "autoregressive"])
+def test_grid_losses_read_from_the_distinct_rows_have_the_gradients_of_the_logits(make_config, make_batch,
+                                                                                 factorization):
+    """The head reads its losses from ``row_states`` (one row per padding id, not the padded ``(B, T, D)`` states):
+    ``last_hidden_state`` is those rows gathered, and every parameter's gradient equals that of the same losses
+    built from ``logits``, i.e. through the padded states."""
+    config = make_config(factorization=factorization, procedure_loss_weight=0.5, action_loss_weight=2.0)
+    model = perturb(PCForProcedureCloning(config)).train()
+    batch = make_batch(config, 3)
+    base = model.model(batch["input_ids"])
+    assert torch.equal(base.last_hidden_state, base.row_states[base.row_index])
+    assert len(base.row_states) < base.row_index.numel()  # the padding tokens share a row
+    out = model(**batch)
+    grads = torch.autograd.grad(out.loss, list(model.parameters()), allow_unused=True)
+    procedure, action = reference_grid_losses(config, batch["input_ids"], model(**batch).logits)
+    torch.testing.assert_close(out.loss, 0.5 * procedure + 2.0 * action, atol=1e-5, rtol=1e-5)
+    reference = torch.autograd.grad(0.5 * procedure + 2.0 * action, list(model.parameters()), allow_unused=True)
+    for (name, _), got, want in zip(model.named_parameters(), grads, reference):
+        assert (got is None) == (want is None), name
+        if got is not None:
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4, msg=name)
 
 
 def test_grid_action_is_read_at_the_agent_cell_of_the_last_map(make_config, make_batch):
@@ -556,10 +586,26 @@ def count_forward_calls(model):
 
 def count_passes(model):
     """Every pass through the network, `forward` or the Markov map step, ends in the final norm exactly once: the
-    token lengths it normalizes."""
+    token lengths of the passes. The Markov step normalizes its block's cells, ``(B, N, D)``; a grid `forward`
+    normalizes its distinct rows, ``(R, D)``, and its length is that of ``last_hidden_state``."""
     lengths = []
-    handle = model.model.norm.register_forward_hook(lambda module, args, output: lengths.append(args[0].shape[1]))
-    return lengths, handle
+
+    def on_norm(module, args, output):
+        lengths.append(args[0].shape[1] if args[0].ndim == 3 else None)
+
+    def on_forward(module, args, output):
+        assert lengths[-1] in (None, output.last_hidden_state.shape[1])  # this forward's own norm call
+        lengths[-1] = output.last_hidden_state.shape[1]
+
+    handles = [model.model.norm.register_forward_hook(on_norm), model.model.register_forward_hook(on_forward)]
+
+    class Handle:
+        @staticmethod
+        def remove():
+            for handle in handles:
+                handle.remove()
+
+    return lengths, Handle
 
 
 def assert_same_decoding(a, b):
