@@ -1147,13 +1147,12 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
             # ``logits`` there, without a backward pass through the whole (B, T, V) tensor. Grid formats read those
             # positions' rows of ``row_states`` directly, so the backward does not pass through the padded (B, T, D)
             # states either.
-            if out.row_states is not None:
+            if out.row_states is None:
+                pick = hidden.__getitem__
+            else:
                 token_rows = out.row_index if readout is None else out.row_index.gather(1, readout)  # (B, T)
                 def pick(keep):
                     return out.row_states[token_rows[keep]]
-            else:
-                def pick(keep):
-                    return hidden[keep]
             procedure_loss, action_loss = self._losses(pick, labels, input_ids, layout)
             terms = [w * l for w, l in ((self.config.procedure_loss_weight, procedure_loss),
                                         (self.config.action_loss_weight, action_loss)) if l is not None]

@@ -48,6 +48,15 @@ def run(args, env=None, cwd=None, timeout=300) -> subprocess.CompletedProcess:
     return proc
 
 
+def free_port() -> int:
+    """A free local port for a launch's rendezvous: never the default 29500 another (or a stale) job may hold."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def run_launched(args, timeout: int) -> subprocess.CompletedProcess:
     """`run` for an ``accelerate launch`` of several processes. If it outlives ``timeout``, each worker, then the
     launcher, gets SIGABRT in turn, so that with ``PYTHONFAULTHANDLER`` each prints where it waits, and the test fails
@@ -291,13 +300,8 @@ def test_train_cli_subprocess(tmp_path):
 def test_train_two_processes(tmp_path):
     """Data parallel over 2 CPU processes (gloo) with `accelerate launch`; checkpoints written once; the weights'
     moving average is kept on both processes."""
-    import socket
-
-    with socket.socket() as sock:  # a free port: never the default 29500 another (or a stale) job may hold
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     proc = run_launched(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                "--main_process_port", port, "--mixed_precision", "no", "--dynamo_backend", "no", TRAIN, "--config", config_path("pc_maze8"),
+                "--main_process_port", free_port(), "--mixed_precision", "no", "--dynamo_backend", "no", TRAIN, "--config", config_path("pc_maze8"),
                 *TINY, f"output_dir={tmp_path}", "train.max_steps=4", "save_every=2", "eval.every=2",
                 "train.ema_decay=0.5"], timeout=300)
     assert proc.returncode == 0, proc.stderr[-6000:]
@@ -488,20 +492,15 @@ def test_training_throughput_benchmark_two_processes(tmp_path):
     """Under ``accelerate launch`` with 2 CPU processes the benchmark splits the same global batches across them and
     sums the counts: the map pairs per sequence are those of the one-process run on the same data, and process 0
     alone writes the JSON."""
-    import socket
-
     bench = REPO / "recipes" / "benchmarks" / "training_throughput.py"
     options = ["--config", "pc_maze8", "data.train_mazes=2", "data.trajectories=2", "train.batch_size=4",
                "train.gradient_accumulation_steps=2", "--steps", "2", "--warmup", "1", "--threads", "1"]
     one = tmp_path / "one.json"
     proc = run([sys.executable, bench, *options, f"output_dir={tmp_path / 'run'}", "--json", one])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    with socket.socket() as sock:  # a free port, as in test_train_two_processes
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     two = tmp_path / "two.json"
     proc = run_launched(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                         "--main_process_port", port, "--mixed_precision", "no", "--dynamo_backend", "no", bench,
+                         "--main_process_port", free_port(), "--mixed_precision", "no", "--dynamo_backend", "no", bench,
                          *options, f"dataset={tmp_path / 'run' / 'data'}", f"output_dir={tmp_path / 'run2'}",
                          "--json", two], timeout=300)
     assert proc.returncode == 0, proc.stderr[-6000:]
