@@ -543,6 +543,23 @@ def test_maze_generalization_benchmark_quick(tmp_path):
     table = (tmp_path / "merged" / "table.md").read_text()
     assert table.count("\n| bc | 8 |") == 2 and (tmp_path / "merged" / "success_vs_train_mazes.png").is_file()
 
+    # --replace: a later run of the same (method, size, train_mazes) takes the earlier one's place; others stay.
+    longer = json.loads((tmp_path / "results.json").read_text())
+    bc = next(r for r in longer["runs"] if r["method"] == "bc")
+    longer["runs"] = [{**bc, "success_rate": 0.5, "training": {**bc["training"], "steps": 99}}]
+    (tmp_path / "longer.json").write_text(json.dumps(longer))
+    proc = run([sys.executable, REPO / "recipes" / "benchmarks" / "maze_generalization.py", "--merge",
+                tmp_path / "results.json", tmp_path / "longer.json", "--replace", "--out", tmp_path / "replaced"])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    replaced = json.loads((tmp_path / "replaced" / "results.json").read_text())
+    assert replaced["runs"] == [longer["runs"][0] if r["method"] == "bc" else r for r in results["runs"]]
+    assert replaced["replaced"] == [{"method": "bc", "size": 8, "train_mazes": 2, "steps": bc["training"]["steps"],
+                                     "success_rate": bc["success_rate"], "from": str(tmp_path / "results.json"),
+                                     "by": str(tmp_path / "longer.json")}]
+    assert "| bc | 8 | 2 | 50.0% |" in (tmp_path / "replaced" / "table.md").read_text()
+    proc = run([sys.executable, REPO / "recipes" / "benchmarks" / "maze_generalization.py", "--replace"])
+    assert proc.returncode != 0 and "--replace only applies to --merge" in proc.stderr
+
 
 @pytest.mark.timeout(300)
 def test_maze_generalization_benchmark_precision_and_micro_batches(tmp_path):

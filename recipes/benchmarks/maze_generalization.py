@@ -278,9 +278,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--merge", nargs="+", metavar="RESULTS_JSON",
                         help="run nothing: merge the runs of earlier results.json files (e.g. a main setting and its "
                              "sweep, run as separate invocations) into --out's results.json, table.md and plots")
+    parser.add_argument("--replace", action="store_true",
+                        help="with --merge: a run replaces an earlier run of the same method, maze size and number "
+                             "of training mazes (e.g. a longer run of that setting), in its place; without it both "
+                             "are kept")
     args = parser.parse_args(argv)
+    if args.replace and not args.merge:
+        parser.error("--replace only applies to --merge")
     if args.merge:
-        return merge(args.merge, Path(args.out))
+        return merge(args.merge, Path(args.out), replace=args.replace)
     if args.quick:
         args.sizes, args.train_mazes, args.steps, args.batch_size = [8], [2], 3, 4
         args.convnet_steps, args.convnet_batch_size = 3, 4
@@ -331,11 +337,24 @@ def main(argv=None) -> dict:
     return results
 
 
-def merge(paths, out: Path) -> dict:
+def merge(paths, out: Path, replace: bool = False) -> dict:
     """One results.json, table and plots from several: runs concatenated in order; the first file's hardware, peak
-    and main setting (``args``) are kept, the methods are the union."""
+    and main setting (``args``) are kept, the methods are the union. With ``replace``, a run takes the place of an
+    earlier one of the same (method, size, train_mazes); ``replaced`` lists what went, with its file."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
-    results = {**parts[0], "runs": [run for part in parts for run in part["runs"]], "merged_from": [str(p) for p in paths]}
+    runs, origin, replaced = {}, {}, list(parts[0].get("replaced", []))  # a merged file's own record is kept
+    for index, (path, part) in enumerate(zip(paths, parts)):
+        for number, run in enumerate(part["runs"]):
+            key = (run["method"], run["size"], run["train_mazes"]) if replace else (index, number)
+            if key in runs:
+                old = runs[key]
+                replaced.append({"method": old["method"], "size": old["size"], "train_mazes": old["train_mazes"],
+                                 "steps": old["training"]["steps"], "success_rate": old["success_rate"],
+                                 "from": origin[key], "by": str(path)})
+            runs[key], origin[key] = run, str(path)  # a dict keeps the first insertion's place
+    results = {**parts[0], "runs": list(runs.values()), "merged_from": [str(p) for p in paths]}
+    if replaced:
+        results["replaced"] = replaced
     methods = [m for part in parts for m in part["args"]["methods"]]
     results["args"] = {**parts[0]["args"], "methods": list(dict.fromkeys(methods))}
     out.mkdir(parents=True, exist_ok=True)
