@@ -610,8 +610,9 @@ class PCOutput(ModelOutput):
         loss: ``procedure_loss_weight · procedure_loss + action_loss_weight · action_loss`` (terms that exist).
         procedure_loss: mean cross-entropy of the procedure tokens (None for BC or without procedure labels).
         action_loss: mean cross-entropy of the action (None without an action label).
-        logits: ``(batch_size, sequence_length, vocab_size)``. Grid formats: the logits at a cell predict that cell in
-            the next map; at ``<act>`` they are read at the agent's cell. Text-like: next-token logits.
+        logits: ``(batch_size, sequence_length, vocab_size)``, or the positions ``logits_to_keep`` kept. Grid formats:
+            the logits at a cell predict that cell in the next map; at ``<act>`` they are read at the agent's cell.
+            Text-like: next-token logits.
     """
 
     loss: torch.Tensor | None = None
@@ -1073,6 +1074,19 @@ class GridDecodeOutput(ModelOutput):
     forward_passes: int | None = None
 
 
+def _kept_positions(logits_to_keep) -> slice | torch.Tensor:
+    """The sequence positions ``logits_to_keep`` names (`PCForProcedureCloning.forward`), checked."""
+    if isinstance(logits_to_keep, torch.Tensor):
+        if logits_to_keep.dim() != 1 or logits_to_keep.is_floating_point() or logits_to_keep.dtype == torch.bool:
+            raise ValueError("logits_to_keep must be an int or a 1-D tensor of integer positions, got a tensor of "
+                             f"shape {tuple(logits_to_keep.shape)} and dtype {logits_to_keep.dtype}")
+        return logits_to_keep
+    if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
+        raise ValueError(f"logits_to_keep must be an int ≥ 0 (0: every position) or a 1-D tensor of positions, "
+                         f"got {logits_to_keep!r}")
+    return slice(-logits_to_keep, None) if logits_to_keep else slice(None)
+
+
 class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
     """`PCModel` with a token head, the procedure/action losses, and decoding (grid: a map per forward pass)."""
 
@@ -1122,6 +1136,7 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         state_input_ids: torch.LongTensor | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
     ) -> PCOutput:
         r"""
@@ -1129,7 +1144,13 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
             labels: ``(batch_size, sequence_length)``, the input ids with -100 where no loss is wanted (the collator
                 builds them). Targets are found by the grammar: map cells (grid) or procedure tokens (text) for the
                 procedure loss, the token after ``<act>`` for the action loss.
+            logits_to_keep: which positions get ``logits``, as in transformers' causal LMs: an int ``k`` keeps the
+                last ``k`` (0, the default: all of them; `GenerationMixin.generate` passes 1), a 1-D tensor keeps
+                those indices (an empty one: none). The losses do not read ``logits``: training that only needs
+                the loss passes an empty tensor (``recipes/train.py`` does) and skips the ``(B, T, V)`` projection,
+                and under mixed precision Accelerate's float32 copy of it.
         """
+        positions = _kept_positions(logits_to_keep)
         out = self.model(
             input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=past_key_values,
             use_cache=use_cache, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
@@ -1137,9 +1158,11 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
         )
         hidden, layout = out.last_hidden_state, out.token_layout  # (B, T, D)
         readout = self._readout_index(input_ids, layout)  # (B, T) the position whose hidden state each token uses
-        if readout is not None:  # None: every token its own
-            hidden = hidden.gather(1, readout[..., None].expand_as(hidden))  # (B, T, D)
-        logits = self.lm_head(hidden)  # (B, T, V)
+        if readout is None:  # every token its own
+            logits = self.lm_head(hidden[:, positions])  # (B, kept, V)
+        else:
+            read = readout[:, positions]
+            logits = self.lm_head(hidden.gather(1, read[..., None].expand(-1, -1, hidden.shape[-1])))
 
         procedure_loss = action_loss = loss = None
         if labels is not None:
@@ -1147,12 +1170,11 @@ class PCForProcedureCloning(PCPreTrainedModel, GenerationMixin):
             # ``logits`` there, without a backward pass through the whole (B, T, V) tensor. Grid formats read those
             # positions' rows of ``row_states`` directly, so the backward does not pass through the padded (B, T, D)
             # states either.
-            if out.row_states is None:
-                pick = hidden.__getitem__
-            else:
-                token_rows = out.row_index if readout is None else out.row_index.gather(1, readout)  # (B, T)
-                def pick(keep):
-                    return out.row_states[token_rows[keep]]
+            def pick(keep):
+                b, t = keep.nonzero(as_tuple=True)
+                source = t if readout is None else readout[b, t]
+                return hidden[b, source] if out.row_states is None else out.row_states[out.row_index[b, source]]
+
             procedure_loss, action_loss = self._losses(pick, labels, input_ids, layout)
             terms = [w * l for w, l in ((self.config.procedure_loss_weight, procedure_loss),
                                         (self.config.action_loss_weight, action_loss)) if l is not None]

@@ -107,7 +107,9 @@ def new_window() -> dict:
 def train_step(model, batch, accelerator, optimizer, scheduler, max_grad_norm: float):
     """One micro-step; the optimizer steps when Accelerate has accumulated a full batch."""
     with accelerator.accumulate(model):
-        outputs = model(**batch)
+        # No logits: the model computes its losses from the positions that have a target, so the (B, T, V) logits
+        # would be projected (and under mixed precision cast to float32 by Accelerate) only to be dropped.
+        outputs = model(**batch, logits_to_keep=batch["input_ids"].new_zeros(0))
         accelerator.backward(outputs.loss)
         if accelerator.sync_gradients and max_grad_norm > 0:
             accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)

@@ -191,6 +191,43 @@ def test_grid_pc_losses_match_an_independent_computation(make_config, make_batch
     torch.testing.assert_close(out.action_loss, action, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("procedure_format, factorization, objective, position_encoding",
+                         [c for c in GRID_CASES if c[3] == "relative_2d"] + TEXT_CASES)
+def test_logits_to_keep_leaves_the_losses_and_gradients_alone(make_config, make_batch, procedure_format,
+                                                              factorization, objective, position_encoding):
+    """``logits_to_keep`` (transformers' convention) picks the positions that get logits; the losses and every
+    gradient are those of the full call, bit for bit, also with no logits at all (what ``recipes/train.py`` asks)."""
+    config = make_config(procedure_format, factorization=factorization, objective=objective,
+                         position_encoding=position_encoding)
+    model = perturb(PCForProcedureCloning(config)).eval()
+    batch = make_batch(config, 3)
+    b, t = batch["input_ids"].shape
+    full = model(**batch)
+    reference = torch.autograd.grad(full.loss, list(model.parameters()), allow_unused=True)
+    none = model(**batch, logits_to_keep=torch.zeros(0, dtype=torch.long))
+    assert none.logits.shape == (b, 0, config.vocab_size)
+    assert torch.equal(none.loss, full.loss) and torch.equal(none.action_loss, full.action_loss)
+    assert (none.procedure_loss is None) == (full.procedure_loss is None)
+    if full.procedure_loss is not None:
+        assert torch.equal(none.procedure_loss, full.procedure_loss)
+    grads = torch.autograd.grad(none.loss, list(model.parameters()), allow_unused=True)
+    for (name, _), got, want in zip(model.named_parameters(), grads, reference):
+        assert (got is None) == (want is None), name
+        if got is not None:
+            assert torch.equal(got, want), name
+
+    act = batch["input_ids"][0].tolist().index(config.act_token_id)  # read at the agent's cell under some objectives
+    with torch.no_grad():
+        logits = model(**batch).logits
+        for keep, index in ((1, [t - 1]), (3, [t - 3, t - 2, t - 1]), (torch.tensor([0, act, t - 1]), [0, act, t - 1])):
+            torch.testing.assert_close(model(**batch, logits_to_keep=keep).logits, logits[:, index],
+                                       atol=1e-6, rtol=1e-5, msg=str(keep))
+        assert torch.equal(model(**batch, logits_to_keep=0).logits, logits)  # 0: every position
+    for bad in (-1, 1.5, True, torch.zeros(2, 2, dtype=torch.long), torch.tensor([0.5]), torch.tensor([True])):
+        with pytest.raises(ValueError, match="logits_to_keep must be"):
+            model(**batch, logits_to_keep=bad)
+
+
 @pytest.mark.parametrize("factorization", ["markov", "autoregressive"])
 def test_grid_losses_read_from_the_distinct_rows_have_the_gradients_of_the_logits(make_config, make_batch,
                                                                                  factorization):

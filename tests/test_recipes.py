@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -283,6 +284,31 @@ def test_gradient_accumulation_matches_the_full_batch(recipe, tmp_path):
                                                              "train.gradient_accumulation_steps=2"]))
     a, b = weights(tmp_path / "a" / "final"), weights(tmp_path / "b" / "final")
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_train_step_asks_for_the_losses_only(recipe, tmp_path, request, precision):
+    """The recipe's step gets no (B, T, V) logits from the model (nor, under mixed precision, Accelerate's float32
+    copy of them): its loss is the full call's, bit for bit, and it still trains."""
+    from accelerate.state import AcceleratorState
+
+    from pc_transformers.data import PCDataCollator
+
+    config = recipe.load_config(config_path("pc_maze8"), [*TINY, f"output_dir={tmp_path}"])
+    config.train = dataclasses.replace(config.train, mixed_precision=precision)
+    AcceleratorState._reset_state(reset_partial_state=True)  # the process's Accelerator state holds one precision
+    request.addfinalizer(lambda: AcceleratorState._reset_state(reset_partial_state=True))
+    run = recipe.build_training(config)
+    examples = list(run.examples)[:4]
+    batch = PCDataCollator(run.tokenizer.pad_token_id)(examples)
+    run.model.train()
+    full = run.model(**batch)  # with gradients, as in the step (autocast caches its casts only then)
+    before = {k: v.clone() for k, v in run.model.state_dict().items()}
+    out = recipe.train_step(run.model, batch, run.accelerator, run.optimizer, run.scheduler, 1.0)
+    assert full.logits.shape[:2] == batch["input_ids"].shape
+    assert out.logits.shape == (len(examples), 0, run.model_config.vocab_size)
+    assert torch.equal(out.loss, full.loss) and torch.isfinite(out.loss)
+    assert not same_weights(before, run.model.state_dict())
 
 
 def test_train_cli_subprocess(tmp_path):

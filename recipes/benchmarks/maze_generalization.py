@@ -194,7 +194,7 @@ def training_flops_per_example(model, examples, collator, batch_size: int = 8) -
     batch = collator([examples[i] for i in range(min(batch_size, len(examples)))])
     model.train()
     with FlopCounterMode(display=False) as counter:
-        model(**batch).loss.backward()
+        model(**batch, logits_to_keep=batch["input_ids"].new_zeros(0)).loss.backward()  # as recipes/train.py's step
     model.zero_grad(set_to_none=True)
     model.eval()
     return counter.get_total_flops() / len(batch["input_ids"])
