@@ -211,6 +211,23 @@ class TrainConfig:
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's booleans, true and false only: YAML 1.1 also reads yes/no/on/off as
+    booleans, which turned ``train.mixed_precision=no`` (Accelerate's value) into False."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+
+
+def load_yaml(text: str):
+    """A config file's or an override's YAML, with YAML 1.2's booleans (`_Loader`)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def typed(cls, values: dict, where: str = ""):
     """``cls(**values)`` for a (nested) config dataclass, refusing unknown keys and values of the wrong type."""
     if not isinstance(values, dict):
@@ -244,7 +261,7 @@ def load_config(path, overrides=()) -> TrainConfig:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} not found")
-    values = yaml.safe_load(path.read_text()) or {}
+    values = load_yaml(path.read_text()) or {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -253,7 +270,7 @@ def load_config(path, overrides=()) -> TrainConfig:
         node = values
         for parent in parents:
             node = node.setdefault(parent, {})
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = load_yaml(raw)
     if isinstance(values, dict) and values.get("domain") == "minatar" and values.get("data") is not None:
         raise ValueError("data: is the maze data section; a minatar run takes its data from minatar:")
     return typed(TrainConfig, values)

@@ -114,6 +114,20 @@ def test_config_overrides_and_types(recipe, tmp_path):
     assert config.push_to_hub == "me/x" and config.data.size == 8
 
 
+def test_config_reads_yes_and_no_as_words(recipe, tmp_path):
+    """YAML 1.2's booleans (true/false): ``mixed_precision=no``, Accelerate's value, is the string, in an override
+    and in a config file (PyYAML's YAML 1.1 made it False and the config refused it)."""
+    assert recipe.load_config(config_path("pc_maze8"), ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    path = tmp_path / "config.yaml"
+    text = config_path("pc_maze8").read_text()
+    assert "\ntrain:\n" in text and "mixed_precision" not in text
+    path.write_text(text.replace("\ntrain:\n", "\ntrain:\n  mixed_precision: no\n  keep_freed_memory: False\n", 1))
+    config = recipe.load_config(path)
+    assert config.train.mixed_precision == "no" and config.train.keep_freed_memory is False
+    with pytest.raises(TypeError, match="'train.keep_freed_memory' must be bool, got 'yes'"):
+        recipe.load_config(config_path("pc_maze8"), ["train.keep_freed_memory=yes"])
+
+
 @pytest.mark.parametrize("override, error, match", [
     ("train.max_step=3", ValueError, "unknown config key train.'max_step'"),
     ("bogus=1", ValueError, "bogus"),
