@@ -342,17 +342,17 @@ def merge(paths, out: Path, replace: bool = False) -> dict:
     and main setting (``args``) are kept, the methods are the union. With ``replace``, a run takes the place of an
     earlier one of the same (method, size, train_mazes); ``replaced`` lists what went, with its file."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
-    runs, origin, replaced = {}, {}, list(parts[0].get("replaced", []))  # a merged file's own record is kept
+    runs, replaced = {}, list(parts[0].get("replaced", []))  # (run, its file) by key; a merged file's record kept
     for index, (path, part) in enumerate(zip(paths, parts)):
         for number, run in enumerate(part["runs"]):
             key = (run["method"], run["size"], run["train_mazes"]) if replace else (index, number)
             if key in runs:
-                old = runs[key]
+                old, source = runs[key]
                 replaced.append({"method": old["method"], "size": old["size"], "train_mazes": old["train_mazes"],
                                  "steps": old["training"]["steps"], "success_rate": old["success_rate"],
-                                 "from": origin[key], "by": str(path)})
-            runs[key], origin[key] = run, str(path)  # a dict keeps the first insertion's place
-    results = {**parts[0], "runs": list(runs.values()), "merged_from": [str(p) for p in paths]}
+                                 "from": source, "by": str(path)})
+            runs[key] = run, str(path)  # a dict keeps the first insertion's place
+    results = {**parts[0], "runs": [run for run, _ in runs.values()], "merged_from": [str(p) for p in paths]}
     if replaced:
         results["replaced"] = replaced
     methods = [m for part in parts for m in part["args"]["methods"]]
